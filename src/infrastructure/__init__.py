@@ -1,0 +1,1 @@
+"""Infrastructure packages of the application (monitoring lives in ``infrastructure.monitoring``)."""

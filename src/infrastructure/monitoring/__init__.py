@@ -1,0 +1,73 @@
+"""Zero-memory structured-log telemetry: every metric is one JSON line, written now.
+
+    from infrastructure.monitoring import PerformanceMonitorFactory
+    factory = PerformanceMonitorFactory.get_instance()
+    factory.create_monitor("llm").record_llm_call(model="gpt-4", provider="openai",
+        response_time=2.1, prompt_tokens=100, completion_tokens=200, success=True)
+
+Importing this package opens no file and starts no thread.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._sink import FileSink
+from .base_monitor import BaseMonitor
+from .bridges import JsonLogHandler, MonitoringLoggerFactory, configure_structlog
+from .config import MonitoringSettings, load_settings, settings_from_mapping
+from .di_config import MonitoringContainer
+from .errors import ConfigError, InvalidFieldError, MonitoringError, UnknownMonitorError, WriteError
+from .factory import PerformanceMonitorFactory
+from .implementations import (
+    CheckpointPerformanceMonitor,
+    LLMPerformanceMonitor,
+    SystemPerformanceMonitor,
+    TaskPerformanceMonitor,
+    ToolPerformanceMonitor,
+)
+from .interfaces import EventDict, LineSink, MetricsWriter, Processor
+from .lightweight_monitor import LightweightPerformanceMonitor
+from .logger_writer import MetricsLogger, NoOpMetricsLogger, WriterPool
+from .processors import DropRecord, Redactor, add_process_info, add_timestamp
+
+try:
+    __version__ = version("llm-telemetry-logs")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0.0.0+local"
+
+__all__ = [
+    "BaseMonitor",
+    "CheckpointPerformanceMonitor",
+    "ConfigError",
+    "DropRecord",
+    "EventDict",
+    "FileSink",
+    "InvalidFieldError",
+    "JsonLogHandler",
+    "LLMPerformanceMonitor",
+    "LightweightPerformanceMonitor",
+    "LineSink",
+    "MetricsLogger",
+    "MetricsWriter",
+    "MonitoringContainer",
+    "MonitoringError",
+    "MonitoringLoggerFactory",
+    "MonitoringSettings",
+    "NoOpMetricsLogger",
+    "PerformanceMonitorFactory",
+    "Processor",
+    "Redactor",
+    "SystemPerformanceMonitor",
+    "TaskPerformanceMonitor",
+    "ToolPerformanceMonitor",
+    "UnknownMonitorError",
+    "WriteError",
+    "WriterPool",
+    "__version__",
+    "add_process_info",
+    "add_timestamp",
+    "configure_structlog",
+    "load_settings",
+    "settings_from_mapping",
+]

@@ -1,0 +1,319 @@
+"""Append whole lines to one file family, rotating by rename, safe across processes.
+
+How several processes share one family without losing or tearing a line:
+
+* every line is handed to a single ``os.write`` on an ``O_APPEND`` descriptor, so the
+  kernel places it atomically at the end of the file (local filesystems; not NFS);
+* a small control file beside the log (``.llm_metrics.log.lock``) is ``mmap``-ed by
+  every writer. It holds the rotation *generation* and the next time-based rollover,
+  so the per-line check costs a memory read, not a system call;
+* the size is read from the descriptor (``lseek`` after an ``O_APPEND`` write gives
+  the end of the file, everyone's lines included) once every
+  ``max(4 KiB, max_bytes / 256)`` bytes written by this process, so a file overshoots
+  ``max_bytes`` by at most that much per concurrent writer (about 0.4 %);
+* rotation takes an ``flock`` on the control file, re-checks that rotation is still
+  due (another process may have done it), renames ``.N-1 -> .N`` ... ``base -> .1``,
+  and bumps the generation. Writers notice the new generation before their next line
+  and reopen; a line written through an old descriptor meanwhile lands, complete, in
+  the rotated file. Nothing is ever copied or truncated;
+* the descriptor number never changes after the first open: a reopen ``dup2``-s the
+  new file onto it, so a thread racing a reopen can never write into a descriptor
+  number that was closed and handed to something else;
+* after ``fork`` the child re-opens its own control descriptor (an inherited ``flock``
+  would be shared with the parent) before its next line.
+
+A deleted folder or a file renamed away by an outside tool is noticed by a ``stat``
+at most every ``check_interval`` seconds, and the file (and folder) is re-created.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import threading
+import time
+import weakref
+from typing import Final
+
+from .schema import lock_path_for, rotated_name
+
+__all__ = ["FileSink", "next_rollover"]
+
+_CTL_SIZE: Final = 64
+_CTL_MAGIC: Final = 0x4D4F4E4C4F473031  # "MONLOG01"
+_OFF_MAGIC, _OFF_GEN, _OFF_ROLL = 0, 8, 24
+_NO_LIMIT: Final = 1 << 62
+_RETRY_AFTER_FAILURE: Final = 1.0
+_STEP = {"S": 1, "M": 60, "H": 3600, "D": 86400, "midnight": 86400}
+
+_os_write = os.write
+_os_lseek = os.lseek
+_live_sinks: weakref.WeakSet[FileSink] = weakref.WeakSet()
+
+
+def next_rollover(now: float, when: str, interval: int = 1, *, utc: bool = False) -> float:
+    """The first period boundary after ``now``: boundaries are aligned (top of the hour,
+    midnight), so every process of a family computes the same instant."""
+    step = _STEP[when] * interval
+    if when in ("S", "M") or utc:
+        return (now // step + 1) * step
+    # local-time alignment for hours and days (DST shifts move it by at most an hour)
+    offset = time.localtime(now).tm_gmtoff
+    return ((now + offset) // step + 1) * step - offset
+
+
+class FileSink:
+    """The live file of one family plus its numbered backups.
+
+    ``write`` raises ``OSError`` on failure; the writer above decides whether that is
+    counted (fail-safe) or raised (strict). After a failure the sink does not retry
+    the disk on every line: it fails fast for a second, then tries again.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = 52_428_800,
+        backup_count: int = 10,
+        when: str | None = None,
+        interval: int = 1,
+        utc: bool = False,
+        file_mode: int = 0o640,
+        fsync: bool = False,
+        check_interval: float = 1.0,
+    ) -> None:
+        if backup_count < 1 and (max_bytes or when):
+            raise ValueError(f"backup_count must be >= 1 when rotation is on, got {backup_count!r}")
+        if when is not None and when not in _STEP:
+            raise ValueError(f"when must be one of {sorted(_STEP)} or None, got {when!r}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.lock_path = lock_path_for(self.path)
+        self._max_bytes = max_bytes or _NO_LIMIT
+        self._check_every = max(4096, max_bytes // 256) if max_bytes else _NO_LIMIT
+        self._unchecked = 0
+        self._backup_count = backup_count
+        self._when = when
+        self._interval = interval
+        self._utc = utc
+        self._mode = file_mode
+        self._fsync = fsync
+        self._check_interval = check_interval
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._lock_fd = -1
+        self._lock_ino: tuple[int, int] | None = None
+        self._file_id: tuple[int, int] | None = None
+        # Stand-ins until the control file is mapped: the first write takes the slow path.
+        self._gen = ctypes.c_uint64(0)
+        self._roll = ctypes.c_double(0.0)
+        self._seen_gen = -1
+        self._deadline = 0.0
+        self._retry_at = 0.0
+        self._closed = False
+        _live_sinks.add(self)
+
+    # ------------------------------------------------------------------ hot path
+
+    def write(self, line: bytes, now: float) -> None:
+        """Append ``line`` (which ends with a newline) with one ``write``."""
+        if now >= self._deadline or self._seen_gen != self._gen.value:
+            self._refresh(now)
+        written = _os_write(self._fd, line)
+        if written != len(line):
+            written += self._finish_short_write(line, written)
+        if self._fsync:
+            os.fsync(self._fd)
+        unchecked = self._unchecked + written
+        if unchecked < self._check_every:
+            self._unchecked = unchecked
+            return
+        self._unchecked = 0
+        if _os_lseek(self._fd, 0, os.SEEK_CUR) >= self._max_bytes:
+            self._rotate(now)
+
+    # ------------------------------------------------------------------ slow paths
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the log sink is closed", self.path)
+            if now < self._retry_at:
+                raise OSError(errno.EAGAIN, "log file unavailable after a recent failure; retrying shortly", self.path)
+            try:
+                if self._fd < 0 or self._seen_gen != self._gen.value or not self._still_ours():
+                    self._open(now)
+            except OSError:
+                self._retry_at = now + _RETRY_AFTER_FAILURE
+                raise
+            self._deadline = now + self._check_interval
+            due = False
+            if self._when is not None:
+                roll = self._roll.value
+                due = now >= roll
+                self._deadline = min(self._deadline, roll)
+        if due:
+            self._rotate(now)
+
+    def _still_ours(self) -> bool:
+        """Is the path still the file we append to (not deleted, not renamed away)?"""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self._file_id
+
+    def _open(self, now: float) -> None:
+        """(Re)open the live file and the control file. Caller holds ``self._lock``."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._ensure_control()
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, self._mode)
+            st = os.fstat(fd)
+            if self._when is not None and not self._roll.value:
+                self._roll.value = next_rollover(now, self._when, self._interval, utc=self._utc)
+            gen = self._gen.value
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        if self._fd < 0:
+            self._fd = fd
+        else:
+            os.dup2(fd, self._fd, inheritable=False)
+            os.close(fd)
+        self._file_id = (st.st_dev, st.st_ino)
+        self._seen_gen = gen
+        self._retry_at = 0.0
+
+    def _ensure_control(self) -> None:
+        """Open and map the control file unless the mapped one is still the one on disk."""
+        try:
+            st = os.stat(self.lock_path)
+            current = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self._lock_fd >= 0 and current == self._lock_ino:
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size < _CTL_SIZE:
+                    os.ftruncate(fd, _CTL_SIZE)
+                mapped = mmap.mmap(fd, _CTL_SIZE)
+                magic = ctypes.c_uint64.from_buffer(mapped, _OFF_MAGIC)
+                if magic.value != _CTL_MAGIC:
+                    mapped[:_CTL_SIZE] = bytes(_CTL_SIZE)
+                    magic.value = _CTL_MAGIC
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        st = os.fstat(fd)
+        old = self._lock_fd
+        # Threads on the hot path may still hold the previous cells; the old mapping is
+        # released by garbage collection once they let go, never closed under them.
+        self._gen = ctypes.c_uint64.from_buffer(mapped, _OFF_GEN)
+        self._roll = ctypes.c_double.from_buffer(mapped, _OFF_ROLL)
+        self._lock_fd = fd
+        self._lock_ino = (st.st_dev, st.st_ino)
+        if old >= 0:
+            os.close(old)
+
+    def _rotate(self, now: float) -> None:
+        with self._lock:
+            if self._closed or self._fd < 0:
+                return
+            self._ensure_control()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                try:
+                    size = os.stat(self.path).st_size
+                except FileNotFoundError:
+                    size = -1
+                roll = self._roll.value
+                time_due = self._when is not None and roll and now >= roll
+                if size > 0 and (size >= self._max_bytes or time_due):
+                    self._shift_backups()
+                    os.rename(self.path, rotated_name(self.path, 1))
+                    self._gen.value += 1
+                if self._when is not None and (time_due or not roll):
+                    self._roll.value = next_rollover(now, self._when, self._interval, utc=self._utc)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._open(now)
+            self._deadline = now + self._check_interval
+            if self._when is not None:
+                self._deadline = min(self._deadline, self._roll.value)
+
+    def _shift_backups(self) -> None:
+        """``.N`` (and ``.N.gz``) fall off the end; every other backup moves up one."""
+        for index in range(self._backup_count, 0, -1):
+            for suffix in ("", ".gz"):
+                src = rotated_name(self.path, index) + suffix
+                try:
+                    if index == self._backup_count:
+                        os.unlink(src)
+                    else:
+                        os.rename(src, rotated_name(self.path, index + 1) + suffix)
+                except FileNotFoundError:
+                    pass
+
+    def _finish_short_write(self, line: bytes, written: int) -> int:
+        """A short write (disk nearly full): push the rest so the line is not left torn."""
+        view = memoryview(line)[written:]
+        extra = 0
+        while view:
+            n = os.write(self._fd, view)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "short write", self.path)
+            view = view[n:]
+            extra += n
+        return extra
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the descriptors. Lines still racing in other threads fail with ``EBADF``."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._deadline = 0.0
+            for fd in (self._fd, self._lock_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._fd = self._lock_fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited control descriptor shares its flock with the parent: drop it
+        # and force a full reopen before the child's next line.
+        self._lock = threading.Lock()
+        if self._lock_fd >= 0:
+            try:
+                os.close(self._lock_fd)
+            except OSError:
+                pass
+        self._lock_fd = -1
+        self._lock_ino = None
+        self._seen_gen = -1
+        self._deadline = 0.0
+
+    def __repr__(self) -> str:
+        return f"FileSink({self.path!r})"
+
+
+def _reinit_sinks_in_child() -> None:
+    for sink in list(_live_sinks):
+        sink._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reinit_sinks_in_child)

@@ -1,0 +1,364 @@
+"""Load ``configs/monitoring_logging.yaml``, apply the environment, validate, freeze.
+
+Configuration is the one place where the package fails loudly: an unknown key, a
+value of the wrong type or out of range raises ``ConfigError`` naming the key, the
+value and what would be valid, at load time, before any record is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from . import env
+from ._parsers import parse_bool, parse_duration, parse_size
+from .errors import ConfigError
+from .schema import MODULE_NAME_RE, default_file_name
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "BUILTIN_MODULES",
+    "CleanupSettings",
+    "LoggingSettings",
+    "ModuleSettings",
+    "MonitoringSettings",
+    "RotationSettings",
+    "load_settings",
+    "settings_from_mapping",
+]
+
+DEFAULT_CONFIG_PATH = Path("configs") / "monitoring_logging.yaml"
+BUILTIN_MODULES = ("llm", "checkpoint", "tool", "task", "system")
+ROTATION_WHEN = ("S", "M", "H", "D", "midnight")
+DEFAULT_REDACT_KEYS = (
+    "api_key", "apikey", "authorization", "password", "passwd", "token", "secret",
+    "access_token", "refresh_token", "client_secret", "private_key", "cookie", "set_cookie",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationSettings:
+    """Size rotation when ``max_bytes > 0``; time rotation when ``when`` is set; both may be on."""
+
+    max_bytes: int = 52_428_800
+    backup_count: int = 10
+    when: str | None = None
+    interval: int = 1
+    utc: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSettings:
+    file: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    log_dir: Path = Path("logs")
+    rotation: RotationSettings = field(default_factory=RotationSettings)
+    modules: Mapping[str, ModuleSettings] = field(
+        default_factory=lambda: MappingProxyType({m: ModuleSettings(default_file_name(m)) for m in BUILTIN_MODULES})
+    )
+    redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    redact_values: bool = True
+    strict: bool = False
+    max_line_bytes: int = 16_384
+    include_pid: bool = True
+    include_host: bool = True
+    file_mode: int = 0o640
+    fsync: bool = False
+    reopen_check_interval: float = 1.0
+    fault_report_interval: float = 60.0
+
+    def module(self, name: str) -> ModuleSettings:
+        """The settings of ``name``; a module nobody configured gets ``<name>_metrics.log``."""
+        found = self.modules.get(name)
+        if found is not None:
+            return found
+        if not MODULE_NAME_RE.match(name):
+            raise ConfigError("module", name, "letters, digits, '_', '.', '-' (it becomes part of a file name)")
+        return ModuleSettings(default_file_name(name))
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupSettings:
+    enabled: bool = True
+    retention_days: float = 30
+    log_patterns: tuple[str, ...] = ("logs/*.log", "logs/*.log.*")
+    dry_run: bool = False
+    check_interval_hours: float = 24
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringSettings:
+    """Everything the package needs, validated and immutable."""
+
+    enabled: bool = True
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    log_cleanup: CleanupSettings = field(default_factory=CleanupSettings)
+    source: str = "<defaults>"
+    """Where these settings came from (a path or ``<defaults>``), for messages."""
+
+
+# --------------------------------------------------------------------------- validation
+
+Validator = Callable[[Any, str, str], Any]
+
+
+def _bool(value: Any, key: str, src: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(key, value, "true or false", source=src)
+
+
+def _positive_int(minimum: int) -> Validator:
+    def check(value: Any, key: str, src: str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            return value
+        raise ConfigError(key, value, f"an integer >= {minimum}", source=src)
+
+    return check
+
+
+def _size(minimum: int) -> Validator:
+    def check(value: Any, key: str, src: str) -> int:
+        try:
+            size = parse_size(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(key, value, f"a size in bytes or a string like '50 MB' ({exc})", source=src) from None
+        if size < minimum:
+            raise ConfigError(key, value, f"a size of at least {minimum} bytes (0 to disable)", source=src)
+        return size
+
+    return check
+
+
+def _seconds(value: Any, key: str, src: str) -> float:
+    try:
+        return parse_duration(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(key, value, f"seconds or a string like '30s', '1h' ({exc})", source=src) from None
+
+
+def _number(minimum: float, *, strict_min: bool = False) -> Validator:
+    def check(value: Any, key: str, src: str) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if ok and (value > minimum if strict_min else value >= minimum):
+            return float(value)
+        relation = ">" if strict_min else ">="
+        raise ConfigError(key, value, f"a number {relation} {minimum}", source=src)
+
+    return check
+
+
+def _file_mode(value: Any, key: str, src: str) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise ConfigError(key, value, "an octal mode such as '0640' or 0o640", source=src) from None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777 and value & 0o600 == 0o600:
+        return value
+    raise ConfigError(key, value, "an octal mode between 0600 and 0777 that lets the owner read and write", source=src)
+
+
+def _str_list(value: Any, key: str, src: str) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ConfigError(key, value, "a list of non-empty strings", source=src)
+
+
+def _when(value: Any, key: str, src: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        for option in ROTATION_WHEN:
+            if value.lower() == option.lower():
+                return option
+    raise ConfigError(key, value, "null or one of " + ", ".join(repr(w) for w in ROTATION_WHEN), source=src)
+
+
+def _log_dir(value: Any, key: str, src: str) -> Path:
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        return Path(value)
+    raise ConfigError(key, value, "a folder path", source=src)
+
+
+def _section(
+    raw: Any, key: str, src: str, schema: Mapping[str, Validator]
+) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, raw, "a mapping of " + ", ".join(sorted(schema)), source=src)
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        path = f"{key}.{name}" if key else str(name)
+        check = schema.get(name) if isinstance(name, str) else None
+        if check is None:
+            raise ConfigError.unknown_key(path, value, schema, source=src)
+        out[name] = check(value, path, src)
+    return out
+
+
+_ROTATION_SCHEMA: Mapping[str, Validator] = {
+    "max_bytes": _size(0),
+    "backup_count": _positive_int(1),
+    "when": _when,
+    "interval": _positive_int(1),
+    "utc": _bool,
+}
+_MODULE_SCHEMA: Mapping[str, Validator] = {"file": lambda v, k, s: _file_name(v, k, s), "enabled": _bool}
+_CLEANUP_SCHEMA: Mapping[str, Validator] = {
+    "enabled": _bool,
+    "retention_days": _number(0, strict_min=True),
+    "log_patterns": _str_list,
+    "dry_run": _bool,
+    "check_interval_hours": _number(0, strict_min=True),
+}
+
+
+def _file_name(value: Any, key: str, src: str) -> str:
+    if isinstance(value, str) and value and "/" not in value and "\\" not in value and value not in (".", ".."):
+        return value
+    raise ConfigError(key, value, "a plain file name inside log_dir (no '/')", source=src)
+
+
+def _rotation(value: Any, key: str, src: str) -> RotationSettings:
+    return RotationSettings(**_section(value, key, src, _ROTATION_SCHEMA))
+
+
+def _modules(value: Any, key: str, src: str) -> Mapping[str, ModuleSettings]:
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, value, "a mapping of module name -> {file, enabled}", source=src)
+    modules = {m: ModuleSettings(default_file_name(m)) for m in BUILTIN_MODULES}
+    for name, spec in value.items():
+        path = f"{key}.{name}"
+        if not isinstance(name, str) or not MODULE_NAME_RE.match(name):
+            raise ConfigError(path, name, "a module name of letters, digits, '_', '.', '-'", source=src)
+        fields = _section(spec, path, src, _MODULE_SCHEMA)
+        modules[name] = ModuleSettings(**{"file": default_file_name(name), **fields})
+    return MappingProxyType(modules)
+
+
+_LOGGING_SCHEMA: Mapping[str, Validator] = {
+    "log_dir": _log_dir,
+    "rotation": _rotation,
+    "modules": _modules,
+    "redact_keys": lambda v, k, s: tuple(x.lower() for x in _str_list(v, k, s)),
+    "redact_values": _bool,
+    "strict": _bool,
+    "max_line_bytes": lambda v, k, s: _line_cap(v, k, s),
+    "include_pid": _bool,
+    "include_host": _bool,
+    "file_mode": _file_mode,
+    "fsync": _bool,
+    "reopen_check_interval": _seconds,
+    "fault_report_interval": _seconds,
+}
+
+
+def _line_cap(value: Any, key: str, src: str) -> int:
+    size = _size(1024)(value, key, src)
+    if size > 1024 * 1024:
+        raise ConfigError(key, value, "a size between 1 KiB and 1 MiB", source=src)
+    return int(size)
+
+
+def _logging(value: Any, key: str, src: str) -> LoggingSettings:
+    return LoggingSettings(**_section(value, key, src, _LOGGING_SCHEMA))
+
+
+def _cleanup(value: Any, key: str, src: str) -> CleanupSettings:
+    return CleanupSettings(**_section(value, key, src, _CLEANUP_SCHEMA))
+
+
+_TOP_SCHEMA: Mapping[str, Validator] = {"enabled": _bool, "logging": _logging, "log_cleanup": _cleanup}
+
+
+def settings_from_mapping(raw: Mapping[str, Any] | None, *, source: str = "<mapping>") -> MonitoringSettings:
+    """Validate a parsed YAML document (or a dict written in code) into settings."""
+    values = _section(raw, "", source, _TOP_SCHEMA)
+    return MonitoringSettings(**values, source=source)
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("MONITORING_CONFIG", str(path), "the path of an existing YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("config file", str(path), f"a readable UTF-8 YAML file ({exc})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("config file", str(path), f"valid YAML ({exc})") from None
+    if document is not None and not isinstance(document, Mapping):
+        raise ConfigError("config file", str(path), "a YAML mapping at the top level")
+    return document
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    problems: list[str] | None = None,
+) -> MonitoringSettings:
+    """Settings from ``path``, else ``$MONITORING_CONFIG``, else ``configs/monitoring_logging.yaml``
+    when it exists, else the built-in defaults; then the environment; then ``overrides``.
+
+    A relative ``log_dir`` is resolved against the working directory now, so a later
+    ``chdir`` does not move the logs. ``problems`` collects environment warnings.
+    """
+    chosen = Path(path) if path is not None else None
+    if chosen is None and (from_env := env.env_str(env.MONITORING_CONFIG, environ)):
+        chosen = Path(from_env)
+    if chosen is None and DEFAULT_CONFIG_PATH.is_file():
+        chosen = DEFAULT_CONFIG_PATH
+    if chosen is not None:
+        settings = settings_from_mapping(_read_yaml(chosen), source=str(chosen))
+    else:
+        settings = MonitoringSettings()
+
+    if overrides:
+        merged = settings_from_mapping(overrides, source="<overrides>")
+        settings = _merge(settings, overrides, merged)
+
+    log_settings = settings.logging
+    if (log_dir := env.env_str(env.MONITORING_LOG_DIR, environ)) and not (overrides and "log_dir" in overrides.get("logging", {})):
+        log_settings = replace(log_settings, log_dir=Path(log_dir))
+    enabled = settings.enabled
+    if (flag := env.env_bool(env.MONITORING_ENABLED, environ, problems)) is not None and not (
+        overrides and "enabled" in overrides
+    ):
+        enabled = flag
+    log_settings = replace(log_settings, log_dir=Path(os.path.abspath(log_settings.log_dir)))
+    return replace(settings, enabled=enabled, logging=log_settings)
+
+
+def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringSettings) -> MonitoringSettings:
+    """Apply only the keys present in ``raw`` (already validated into ``parsed``)."""
+    result = base
+    if "enabled" in raw:
+        result = replace(result, enabled=parsed.enabled)
+    for section in ("logging", "log_cleanup"):
+        given = raw.get(section) or {}
+        if given:
+            updates = {name: getattr(getattr(parsed, section), name) for name in given}
+            result = replace(result, **{section: replace(getattr(result, section), **updates)})
+    return replace(result, source=f"{base.source} + overrides")
+
+
+def parse_check(value: Any) -> bool:
+    """Exposed for the CLI: parse a user-supplied boolean the same way the loader does."""
+    return parse_bool(value)

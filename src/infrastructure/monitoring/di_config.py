@@ -1,0 +1,46 @@
+"""The dependency-injector container: configuration -> writers -> monitors.
+
+The container is the only place that knows how the parts fit; the library classes
+take plain constructor arguments and never import it. Tests and applications swap
+parts by overriding providers::
+
+    container = MonitoringContainer()
+    container.settings.override(providers.Object(load_settings(overrides={"logging": {"log_dir": str(tmp)}})))
+    factory = PerformanceMonitorFactory(container)
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from .config import load_settings
+from .implementations import (
+    CheckpointPerformanceMonitor,
+    LLMPerformanceMonitor,
+    SystemPerformanceMonitor,
+    TaskPerformanceMonitor,
+    ToolPerformanceMonitor,
+)
+from .logger_writer import WriterPool, default_redactor
+
+__all__ = ["MonitoringContainer"]
+
+
+class MonitoringContainer(containers.DeclarativeContainer):
+    """Override ``config_path`` or ``settings`` to point everything elsewhere; override
+    ``processors`` (a list, empty by default) to run structlog processors on every
+    record after redaction."""
+
+    config_path = providers.Object(None)
+    settings = providers.Singleton(load_settings, config_path)
+    redactor = providers.Singleton(default_redactor, settings)
+    processors = providers.List()
+    writers = providers.Singleton(WriterPool, settings=settings, processors=processors, redactor=redactor)
+
+    llm = providers.Factory(LLMPerformanceMonitor, logger=writers.provided.get.call("llm"))
+    checkpoint = providers.Factory(CheckpointPerformanceMonitor, logger=writers.provided.get.call("checkpoint"))
+    tool = providers.Factory(ToolPerformanceMonitor, logger=writers.provided.get.call("tool"))
+    task = providers.Factory(TaskPerformanceMonitor, logger=writers.provided.get.call("task"))
+    system = providers.Factory(SystemPerformanceMonitor, logger=writers.provided.get.call("system"))
+
+    monitors = providers.FactoryAggregate(llm=llm, checkpoint=checkpoint, tool=tool, task=task, system=system)

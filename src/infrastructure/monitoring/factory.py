@@ -1,0 +1,141 @@
+"""``PerformanceMonitorFactory``: the one object applications talk to.
+
+It asks the DI container for its parts and remembers one cheap monitor per name, so
+``create_monitor("llm")`` anywhere in a process returns the same object writing to
+the same files. Nothing is created before it is needed: importing the package opens
+no file and starts no thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, ClassVar
+
+from .bridges import JsonLogHandler, configure_structlog
+from .config import MonitoringSettings
+from .di_config import MonitoringContainer
+from .errors import UnknownMonitorError
+from .interfaces import MetricsWriter, Processor
+from .lightweight_monitor import LightweightPerformanceMonitor
+from .schema import MODULE_NAME_RE
+
+__all__ = ["PerformanceMonitorFactory"]
+
+
+class PerformanceMonitorFactory:
+    """Builds and caches monitors; the process-wide instance comes from ``get_instance()``.
+
+        factory = PerformanceMonitorFactory.get_instance()
+        llm = factory.create_monitor("llm")
+        llm.record_llm_call(model="gpt-4", provider="openai", response_time=2.1,
+                            prompt_tokens=100, completion_tokens=200, success=True)
+
+    Build a private one with ``PerformanceMonitorFactory(container)`` (tests, or an
+    application that wants two separate log folders).
+    """
+
+    _instance: ClassVar[PerformanceMonitorFactory | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, container: MonitoringContainer | None = None) -> None:
+        self.container = container if container is not None else MonitoringContainer()
+        self._lock = threading.Lock()
+        self._monitors: dict[str, Any] = {}
+        self._custom: dict[str, type[LightweightPerformanceMonitor]] = {}
+
+    # ------------------------------------------------------------------ the singleton
+
+    @classmethod
+    def get_instance(cls) -> PerformanceMonitorFactory:
+        """The process-wide factory, built on first use from the YAML and the environment."""
+        instance = cls._instance
+        if instance is None:
+            with cls._instance_lock:
+                instance = cls._instance
+                if instance is None:
+                    instance = cls._instance = cls()
+        return instance
+
+    @classmethod
+    def reset_instance(cls) -> None:
+        """Close the process-wide factory's files and forget it (the next call rebuilds it)."""
+        with cls._instance_lock:
+            instance, cls._instance = cls._instance, None
+        if instance is not None:
+            instance.shutdown()
+
+    # ------------------------------------------------------------------ monitors
+
+    @property
+    def settings(self) -> MonitoringSettings:
+        return self.container.settings()
+
+    def available_monitors(self) -> list[str]:
+        """Every name ``create_monitor`` accepts right now."""
+        return sorted({*self.container.monitors.providers, *self._custom})
+
+    def create_monitor(self, name: str) -> Any:
+        """The monitor registered as ``name``, the same instance on every call.
+
+        Raises ``UnknownMonitorError`` (a ``LookupError``) listing the known names.
+        """
+        monitor = self._monitors.get(name)
+        if monitor is not None:
+            return monitor
+        with self._lock:
+            monitor = self._monitors.get(name)
+            if monitor is None:
+                monitor = self._build_monitor(name)
+                self._monitors[name] = monitor
+        return monitor
+
+    def _build_monitor(self, name: str) -> Any:
+        custom = self._custom.get(name)
+        if custom is not None:
+            return custom(self.get_writer(name))
+        if name in self.container.monitors.providers:
+            return self.container.monitors(name)
+        raise UnknownMonitorError(name, self.available_monitors())
+
+    def register_monitor(self, name: str, monitor_class: type[LightweightPerformanceMonitor]) -> None:
+        """Make ``create_monitor(name)`` return a ``monitor_class`` writing to ``<name>_metrics.log``.
+
+        Registering a name again replaces the class (and the cached instance).
+        """
+        if not isinstance(name, str) or not MODULE_NAME_RE.match(name):
+            raise ValueError(f"monitor name {name!r} must be letters, digits, '_', '.', '-' (it names a file)")
+        if not (isinstance(monitor_class, type) and issubclass(monitor_class, LightweightPerformanceMonitor)):
+            raise TypeError(f"monitor_class must subclass LightweightPerformanceMonitor, got {monitor_class!r}")
+        with self._lock:
+            self._custom[name] = monitor_class
+            self._monitors.pop(name, None)
+
+    def get_writer(self, module: str) -> MetricsWriter:
+        """The writer of ``module``'s file family (shared by all its monitors)."""
+        writer: MetricsWriter = self.container.writers().get(module)
+        return writer
+
+    # ------------------------------------------------------------------ the application's own logs
+
+    def logging_handler(self, module: str = "app", level: int | str = logging.NOTSET) -> logging.Handler:
+        """A stdlib ``logging.Handler`` writing JSON lines into ``<module>_metrics.log``."""
+        return JsonLogHandler(self.get_writer(module), level)
+
+    def configure_structlog(
+        self, module: str = "app", *, processors: list[Processor] | None = None, level: int = logging.NOTSET
+    ) -> None:
+        """Route ``structlog.get_logger()`` events into ``<module>_metrics.log``."""
+        configure_structlog(self.get_writer(module), processors=processors or (), level=level)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def shutdown(self) -> None:
+        """Close every file this factory opened. Records made afterwards are counted as faults."""
+        with self._lock:
+            self._monitors.clear()
+        self.container.writers().close()
+        self.container.writers.reset()
+
+    def __repr__(self) -> str:
+        return f"PerformanceMonitorFactory(log_dir={str(self.settings.logging.log_dir)!r})"

@@ -1,0 +1,126 @@
+"""LLM calls: latency, tokens, cost, errors, streaming."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..base_monitor import INF, BaseMonitor
+
+__all__ = ["LLMPerformanceMonitor"]
+
+_NUMBERS = ("response_time", "prompt_tokens", "completion_tokens", "total_tokens",
+            "time_to_first_token", "cached_tokens", "retries", "cost")
+_INTEGERS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "retries")
+
+
+class LLMPerformanceMonitor(BaseMonitor):
+    """One line per model call, in ``logs/llm_metrics.log``.
+
+    Use it around every request to a model provider; reports then give calls,
+    error rates, latency percentiles, tokens and cost by model and provider.
+
+        llm = factory.create_monitor("llm")
+        llm.record_llm_call(model="gpt-4o", provider="openai", response_time=1.9,
+                            prompt_tokens=812, completion_tokens=164, success=True)
+    """
+
+    module_name: ClassVar[str] = "llm"
+
+    def record_llm_call(
+        self,
+        model: str,
+        provider: str,
+        response_time: float,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        total_tokens: int | None = None,
+        success: bool = True,
+        *,
+        error_type: str | None = None,
+        time_to_first_token: float | None = None,
+        cached_tokens: int | None = None,
+        streaming: bool | None = None,
+        retries: int | None = None,
+        cost: float | None = None,
+        **extra: Any,
+    ) -> None:
+        """Record one completed (or failed) call.
+
+        ``response_time`` and ``time_to_first_token`` are seconds; ``total_tokens``
+        defaults to prompt + completion; ``cost`` is in the currency of your price
+        table. Optional fields appear in the record only when given; any other
+        keyword lands in the record as is (``user_id=...``, ``temperature=...``).
+        """
+        try:
+            if total_tokens is None:
+                try:
+                    total_tokens = prompt_tokens + completion_tokens
+                except TypeError:
+                    total_tokens = None
+            scrub = self.logger.scrub
+            record = {"timestamp": 0.0, "metric_type": "timer", "operation": "llm_call",
+                      "model": scrub(model), "provider": scrub(provider), "response_time": response_time,
+                      "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": total_tokens, "success": success}
+            optional = False
+            if error_type is not None:
+                record["error_type"] = scrub(error_type)
+            if time_to_first_token is not None:
+                record["time_to_first_token"] = time_to_first_token
+                optional = True
+            if cached_tokens is not None:
+                record["cached_tokens"] = cached_tokens
+                optional = True
+            if streaming is not None:
+                record["streaming"] = streaming
+                optional = True
+            if retries is not None:
+                record["retries"] = retries
+                optional = True
+            if cost is not None:
+                record["cost"] = cost
+                optional = True
+            try:
+                valid = (
+                    0 <= response_time < INF and 0 <= prompt_tokens < INF
+                    and 0 <= completion_tokens < INF and 0 <= total_tokens < INF  # type: ignore[operator]
+                    and success.__class__ is bool and not optional
+                )
+            except TypeError:
+                valid = False
+            if not valid:
+                self._validate(record, _NUMBERS, _INTEGERS)
+            if extra:
+                self._merge_extra(record, extra)
+            self.logger.write_record(record, screened=True)
+        except Exception as exc:  # noqa: BLE001 - telemetry never breaks the caller
+            self._failed(exc)
+
+    def record_embedding_call(
+        self,
+        model: str,
+        provider: str,
+        response_time: float,
+        input_tokens: int = 0,
+        success: bool = True,
+        *,
+        batch_size: int | None = None,
+        error_type: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Record one embedding request (filed as ``operation: embedding_call``)."""
+        try:
+            scrub = self.logger.scrub
+            record = {"timestamp": 0.0, "metric_type": "timer", "operation": "embedding_call",
+                      "model": scrub(model), "provider": scrub(provider), "response_time": response_time,
+                      "input_tokens": input_tokens, "success": success}
+            if batch_size is not None:
+                record["batch_size"] = batch_size
+            if error_type is not None:
+                record["error_type"] = scrub(error_type)
+            self._validate(record, ("response_time", "input_tokens", "batch_size"), ("input_tokens", "batch_size"))
+            if extra:
+                self._merge_extra(record, extra)
+            self.logger.write_record(record, screened=True)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)

@@ -1,0 +1,64 @@
+"""The zero-memory monitor base: every call becomes one line, nothing stays behind.
+
+Subclass it to add a monitor of your own, exactly as the design shows::
+
+    class CustomPerformanceMonitor(LightweightPerformanceMonitor):
+        def __init__(self, logger=None):
+            super().__init__(logger)
+
+        def record_custom_metric(self, metric_name: str, value: float) -> None:
+            self.logger.log_timer(f"custom.{metric_name}", value)
+
+then ``factory.register_monitor("custom", CustomPerformanceMonitor)`` and
+``factory.create_monitor("custom")`` returns it, writing to ``logs/custom_metrics.log``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .interfaces import MetricsWriter
+
+__all__ = ["LightweightPerformanceMonitor"]
+
+
+class LightweightPerformanceMonitor:
+    """Holds only a reference to its module's writer; instances are cheap and shareable.
+
+    ``logger`` is the module's ``MetricsWriter``. When omitted, the process-wide
+    factory's writer for ``module_name`` is used, so a monitor built by hand writes
+    to the same family as one built by the factory.
+    """
+
+    module_name: ClassVar[str] = "custom"
+
+    def __init__(self, logger: MetricsWriter | None = None) -> None:
+        if logger is None:
+            from .factory import PerformanceMonitorFactory  # the convenience path only
+
+            logger = PerformanceMonitorFactory.get_instance().get_writer(self.module_name)
+        self.logger: MetricsWriter = logger
+
+    @property
+    def module(self) -> str:
+        """The module the records are filed under (``<module>_metrics.log``)."""
+        return self.logger.module
+
+    def record_timer(self, operation: str, duration: float, **fields: Any) -> None:
+        """Record how long ``operation`` took, in seconds."""
+        self.logger.log_timer(operation, duration, **fields)
+
+    def record_counter(self, operation: str, value: float = 1, **fields: Any) -> None:
+        """Record that ``operation`` happened ``value`` times."""
+        self.logger.log_counter(operation, value, **fields)
+
+    def record_gauge(self, operation: str, value: float, **fields: Any) -> None:
+        """Record the current level of something (queue length, cache size)."""
+        self.logger.log_gauge(operation, value, **fields)
+
+    def record_event(self, operation: str, **fields: Any) -> None:
+        """Record that something happened, with any fields."""
+        self.logger.log_event(operation, **fields)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(module={self.module!r})"

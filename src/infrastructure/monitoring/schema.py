@@ -1,0 +1,67 @@
+"""Names shared by the write path and the read path.
+
+The writer and every reader (query engine, cleaner, exporters) import these, so
+the two sides can never disagree about a field name or a file name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = [
+    "FIELD_HOST",
+    "FIELD_METRIC_TYPE",
+    "FIELD_MODULE",
+    "FIELD_OPERATION",
+    "FIELD_PID",
+    "FIELD_SUCCESS",
+    "FIELD_TIMESTAMP",
+    "LOCK_SUFFIX",
+    "METRIC_TYPES",
+    "MODULE_NAME_RE",
+    "default_file_name",
+    "lock_path_for",
+    "rotated_name",
+]
+
+FIELD_TIMESTAMP: Final = "timestamp"
+"""Epoch seconds as a float; always the first key of a line."""
+FIELD_METRIC_TYPE: Final = "metric_type"
+FIELD_OPERATION: Final = "operation"
+FIELD_MODULE: Final = "module"
+FIELD_SUCCESS: Final = "success"
+FIELD_PID: Final = "pid"
+FIELD_HOST: Final = "host"
+FIELD_INVALID: Final = "invalid"
+"""Maps a field name to why its value was rejected (fail-safe mode)."""
+FIELD_TRUNCATED: Final = "truncated"
+"""Lists the fields whose values were cut to keep the line under the size cap."""
+
+METRIC_TYPES: Final = frozenset({"timer", "counter", "gauge", "event", "log"})
+
+MODULE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A module name becomes part of a file name: no separators, no leading dot."""
+
+LOCK_SUFFIX: Final = ".lock"
+
+
+def default_file_name(module: str) -> str:
+    """``llm`` -> ``llm_metrics.log``: the family's live file."""
+    return f"{module}_metrics.log"
+
+
+def rotated_name(base: str, index: int) -> str:
+    """``llm_metrics.log``, 3 -> ``llm_metrics.log.3`` (1 is the newest backup)."""
+    return f"{base}.{index}"
+
+
+def lock_path_for(log_path: str) -> str:
+    """The family's lock and control file, hidden so ``logs/*.log.*`` never matches it.
+
+    Every process writing the family maps this file: it carries the rotation
+    generation, the approximate size of the live file and the next time-based
+    rollover, and its ``flock`` serialises rotations across processes.
+    """
+    head, _, tail = log_path.rpartition("/")
+    return f"{head}/.{tail}{LOCK_SUFFIX}" if head else f".{tail}{LOCK_SUFFIX}"
