@@ -10,11 +10,13 @@ under ``truncated``. Nothing here raises for any input.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 from enum import Enum
 from os import PathLike
 from typing import Any, Final
+from uuid import UUID
 
 import orjson
 
@@ -39,6 +41,13 @@ def safe_repr(value: object, limit: int = 200) -> str:
 
 
 def json_default(value: Any) -> Any:
+    """What orjson calls for a value it does not know; also used by the careful path."""
+    if isinstance(value, (datetime, date, dtime)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, Decimal):
         return float(value) if value.is_finite() else None
     if isinstance(value, PathLike):

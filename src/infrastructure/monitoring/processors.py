@@ -199,19 +199,19 @@ class Redactor:
         self._plans[tuple(event_dict)] = plan
         return plan
 
-    def _scrub_nested(self, value: Any, depth: int) -> Any:
+    def _scrub_nested(self, value: Any, depth: int, path: tuple[int, ...] = ()) -> Any:
         if depth >= _MAX_DEPTH:
             return value
-        if isinstance(value, dict):
-            out = {}
-            for key, item in value.items():
-                if self.is_secret_key(key):
-                    out[key] = self._replacement
-                else:
-                    out[key] = self._scrub_nested(item, depth + 1)
-            return out
-        if isinstance(value, (list, tuple)):
-            return [self._scrub_nested(item, depth + 1) for item in value]
+        if isinstance(value, (dict, list, tuple)):
+            if id(value) in path:
+                return "<cycle>"
+            path = (*path, id(value))
+            if isinstance(value, dict):
+                return {
+                    key: self._replacement if self.is_secret_key(key) else self._scrub_nested(item, depth + 1, path)
+                    for key, item in value.items()
+                }
+            return [self._scrub_nested(item, depth + 1, path) for item in value]
         if isinstance(value, str):
             return self.scrub_text(value)
         return value
