@@ -103,7 +103,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
 
 def test_missing_config_path_is_an_error(tmp_path: Path) -> None:
     """A MONITORING_CONFIG that points nowhere is a configuration error, not a silent default."""
-    with pytest.raises(ConfigError, match=r"MONITORING_CONFIG.*nope\.yaml"):
+    with pytest.raises(ConfigError, match=r"^invalid value for .MONITORING_CONFIG.: .*nope\.yaml.; expected the path of an existing YAML file$"):
         load_settings(environ={"MONITORING_CONFIG": str(tmp_path / "nope.yaml")})
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from . import env
-from ._parsers import parse_bool, parse_duration, parse_size
+from ._parsers import parse_duration, parse_size
 from .errors import ConfigError
 from .schema import MODULE_NAME_RE, default_file_name
 
@@ -291,11 +291,11 @@ def settings_from_mapping(raw: Mapping[str, Any] | None, *, source: str = "<mapp
     return MonitoringSettings(**values, source=source)
 
 
-def _read_yaml(path: Path) -> Mapping[str, Any] | None:
+def _read_yaml(path: Path, label: str) -> Mapping[str, Any] | None:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("MONITORING_CONFIG", str(path), "the path of an existing YAML file") from None
+        raise ConfigError(label, str(path), "the path of an existing YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("config file", str(path), f"a readable UTF-8 YAML file ({exc})") from None
     try:
@@ -321,12 +321,14 @@ def load_settings(
     ``chdir`` does not move the logs. ``problems`` collects environment warnings.
     """
     chosen = Path(path) if path is not None else None
+    label = "config"
     if chosen is None and (from_env := env.env_str(env.MONITORING_CONFIG, environ)):
         chosen = Path(from_env)
+        label = env.MONITORING_CONFIG
     if chosen is None and DEFAULT_CONFIG_PATH.is_file():
         chosen = DEFAULT_CONFIG_PATH
     if chosen is not None:
-        settings = settings_from_mapping(_read_yaml(chosen), source=str(chosen))
+        settings = settings_from_mapping(_read_yaml(chosen, label), source=str(chosen))
     else:
         settings = MonitoringSettings()
 
@@ -357,8 +359,3 @@ def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringS
             updates = {name: getattr(getattr(parsed, section), name) for name in given}
             result = replace(result, **{section: replace(getattr(result, section), **updates)})
     return replace(result, source=f"{base.source} + overrides")
-
-
-def parse_check(value: Any) -> bool:
-    """Exposed for the CLI: parse a user-supplied boolean the same way the loader does."""
-    return parse_bool(value)

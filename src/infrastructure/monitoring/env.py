@@ -48,5 +48,6 @@ def env_bool(name: str, environ: Mapping[str, str] | None = None, problems: list
         message = f"ignoring environment variable {name}={value!r}: {exc}"
         if problems is not None:
             problems.append(message)
-        _logger.warning(message)
+        else:
+            _logger.warning(message)
         return None

@@ -1,0 +1,121 @@
+"""The ``monitoring`` command: a thin layer that parses, calls the library and prints.
+
+Exit status: 0 success, 1 an error the user can fix (bad config), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from dependency_injector import providers
+
+from .config import MonitoringSettings, load_settings
+from .di_config import MonitoringContainer
+from .errors import MonitoringError
+from .factory import PerformanceMonitorFactory
+
+__all__ = ["main"]
+
+
+def _settings(config: str | None, log_dir: str | None, problems: list[str] | None = None) -> MonitoringSettings:
+    overrides: dict[str, Any] = {"logging": {"log_dir": log_dir}} if log_dir else {}
+    try:
+        return load_settings(config, overrides=overrides, problems=problems)
+    except MonitoringError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _factory(settings: MonitoringSettings) -> PerformanceMonitorFactory:
+    container = MonitoringContainer()
+    container.settings.override(providers.Object(settings))
+    return PerformanceMonitorFactory(container)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+_config_option = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                              help="YAML configuration (default: $MONITORING_CONFIG or configs/monitoring_logging.yaml).")
+_log_dir_option = click.option("--log-dir", "log_dir", type=click.Path(file_okay=False), default=None,
+                               help="Log folder, overriding the configuration.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llm-telemetry-logs")
+def main() -> None:
+    """Zero-memory telemetry for LLM applications: record metrics as JSON lines, then ask the logs."""
+
+
+@main.command()
+@click.option("--seconds", type=click.FloatRange(0.1, 3600), default=3.0, show_default=True,
+              help="How long to record.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated workload.")
+@_config_option
+@_log_dir_option
+def demo(seconds: float, seed: int, config: str | None, log_dir: str | None) -> None:
+    """Record a few seconds of a realistic LLM/agent workload into the log folder."""
+    from ._demo import run_demo
+
+    settings = _settings(config, log_dir)
+    if not settings.enabled:
+        raise click.ClickException("monitoring is switched off (enabled: false or MONITORING_ENABLED=0)")
+    folder = settings.logging.log_dir
+    sizes_before = {p.name: p.stat().st_size for p in folder.glob("*")} if folder.is_dir() else {}
+    factory = _factory(settings)
+    click.echo(f"Recording a simulated LLM/agent workload for {seconds:g}s into {folder}/ ...")
+    try:
+        result = run_demo(factory, seconds, seed=seed)
+    finally:
+        factory.shutdown()
+    click.echo(f"Recorded {result.records} records in {result.seconds:.1f}s:")
+    rows = []
+    for path in sorted(folder.glob("*_metrics.log")):
+        grown = path.stat().st_size - sizes_before.get(path.name, 0)
+        lines = _count_lines(path)
+        rows.append((str(path), lines, _human(path.stat().st_size), _human(max(grown, 0))))
+    width = max((len(r[0]) for r in rows), default=10)
+    click.echo(f"  {'file':<{width}}  {'lines':>7}  {'size':>10}  {'added':>10}")
+    for name, lines, size, added in rows:
+        click.echo(f"  {name:<{width}}  {lines:>7}  {size:>10}  {added:>10}")
+    click.echo(f"Each line is one JSON record; try:  tail -n 3 {folder}/llm_metrics.log")
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+@main.command("validate-config")
+@_config_option
+def validate_config(config: str | None) -> None:
+    """Load the configuration and the environment; exit 1 on any problem."""
+    problems: list[str] = []
+    settings = _settings(config, None, problems)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    log = settings.logging
+    click.echo(f"configuration: {settings.source}")
+    click.echo(f"enabled: {settings.enabled}")
+    click.echo(f"log_dir: {log.log_dir}")
+    rotation = log.rotation
+    click.echo(f"rotation: max_bytes={rotation.max_bytes} backup_count={rotation.backup_count} when={rotation.when}")
+    click.echo(f"modules: {', '.join(f'{k}->{v.file}' + ('' if v.enabled else ' (off)') for k, v in log.modules.items())}")
+    cleanup = settings.log_cleanup
+    click.echo(f"log_cleanup: enabled={cleanup.enabled} retention_days={cleanup.retention_days:g} "
+               f"dry_run={cleanup.dry_run} every {cleanup.check_interval_hours:g}h")
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
