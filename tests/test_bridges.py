@@ -52,5 +52,5 @@ def test_structlog_routes_into_the_family(factory: PerformanceMonitorFactory, lo
     assert (info["metric_type"], info["level"], info["message"], info["key"], info["request_id"]) == (
         "log", "info", "cache_miss", "user:42", "r-1")
     assert info["api_key"] == "[REDACTED]"
-    assert list(info)[0] == "timestamp"
+    assert next(iter(info)) == "timestamp"
     assert (error["level"], error["status"]) == ("error", 502)

@@ -103,7 +103,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
 
 def test_missing_config_path_is_an_error(tmp_path: Path) -> None:
     """A MONITORING_CONFIG that points nowhere is a configuration error, not a silent default."""
-    with pytest.raises(ConfigError, match=r"^invalid value for .MONITORING_CONFIG.: .*nope\.yaml.; expected the path of an existing YAML file$"):
+    expected = r"^invalid value for .MONITORING_CONFIG.: .*nope\.yaml.; expected the path of an existing YAML file$"
+    with pytest.raises(ConfigError, match=expected):
         load_settings(environ={"MONITORING_CONFIG": str(tmp_path / "nope.yaml")})
 
 

@@ -50,7 +50,7 @@ def test_design_snippet_from_a_checkout_without_install(tmp_path: Path) -> None:
         "import importlib.util\n"
         + BOTH_SPELLINGS.replace("import infrastructure.monitoring as real",
                                  "import infrastructure.monitoring as real\n"
-                                 "assert real.__file__.startswith(%r), real.__file__" % str(tmp_path))
+                                 f"assert real.__file__.startswith({str(tmp_path)!r}), real.__file__")
     )
     result = run_python(code, cwd=tmp_path, env={"MONITORING_LOG_DIR": str(tmp_path / "logs"),
                                                  "PYTHONPATH": ""})

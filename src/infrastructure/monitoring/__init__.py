@@ -10,7 +10,7 @@ Importing this package opens no file and starts no thread.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from ._sink import FileSink
 from .base_monitor import BaseMonitor
@@ -31,10 +31,18 @@ from .lightweight_monitor import LightweightPerformanceMonitor
 from .logger_writer import MetricsLogger, NoOpMetricsLogger, WriterPool
 from .processors import DropRecord, Redactor, add_process_info, add_timestamp
 
-try:
-    __version__ = version("llm-telemetry-logs")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.0.0+local"
+
+def __getattr__(name: str) -> Any:
+    """``__version__`` is read from the installed metadata on first use (importlib.metadata is slow to import)."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("llm-telemetry-logs")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            return "0.0.0+local"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BaseMonitor",

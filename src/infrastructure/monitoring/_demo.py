@@ -33,7 +33,9 @@ class DemoResult:
     seconds: float
 
 
-def run_demo(factory: PerformanceMonitorFactory, seconds: float = 3.0, *, seed: int = 7, rate: float = 400.0) -> DemoResult:
+def run_demo(
+    factory: PerformanceMonitorFactory, seconds: float = 3.0, *, seed: int = 7, rate: float = 400.0
+) -> DemoResult:
     """Record a mixed workload for ``seconds`` at about ``rate`` records per second."""
     rng = random.Random(seed)
     llm = factory.create_monitor("llm")

@@ -121,7 +121,7 @@ def fit_line(record: dict[str, Any], line: bytes, limit: int) -> bytes:
         ]
         if not sizes:
             break
-        size, key = max(sizes)
+        _, key = max(sizes)
         value = record[key]
         text = value if isinstance(value, str) else orjson.dumps(value).decode("utf-8")
         raw = text.encode("utf-8")
@@ -133,10 +133,10 @@ def fit_line(record: dict[str, Any], line: bytes, limit: int) -> bytes:
         record[FIELD_TRUNCATED] = truncated
         line = orjson.dumps(record, option=_OPT)
     # Only protected fields left and still too long: keep the essentials.
-    essentials = {k: record[k] for k in (FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE) if k in record}
+    essential_keys = (FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE)
+    essentials = {k: record[k] for k in essential_keys if k in record}
     essentials[FIELD_TRUNCATED] = ["*"]
-    line = orjson.dumps(_clip_strings(essentials, limit // 8), option=_OPT)
-    return line
+    return orjson.dumps(_clip_strings(essentials, limit // 8), option=_OPT)
 
 
 def _clip_strings(record: dict[str, Any], room: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ at most every ``check_interval`` seconds, and the file (and folder) is re-create
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -251,17 +252,30 @@ class FileSink:
                 self._deadline = min(self._deadline, self._roll.value)
 
     def _shift_backups(self) -> None:
-        """``.N`` (and ``.N.gz``) fall off the end; every other backup moves up one."""
-        for index in range(self._backup_count, 0, -1):
-            for suffix in ("", ".gz"):
-                src = rotated_name(self.path, index) + suffix
-                try:
-                    if index == self._backup_count:
-                        os.unlink(src)
-                    else:
-                        os.rename(src, rotated_name(self.path, index + 1) + suffix)
-                except FileNotFoundError:
-                    pass
+        """Every backup moves up one (``.2`` -> ``.3``, ``.2.gz`` -> ``.3.gz``); those reaching
+        ``backup_count`` are deleted. One directory listing finds them, so gaps left by the
+        cleaner are handled and a large ``backup_count`` costs nothing extra."""
+        folder, base = os.path.split(self.path)
+        prefix = base + "."
+        found: list[tuple[int, str]] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if not name.startswith(prefix):
+                    continue
+                rest = name[len(prefix):]
+                number, _, suffix = rest.partition(".")
+                if number.isdigit() and suffix in ("", "gz") and number[0] != "0":
+                    found.append((int(number), "." + suffix if suffix else ""))
+        for index, suffix in sorted(found, reverse=True):
+            src = rotated_name(self.path, index) + suffix
+            try:
+                if index >= self._backup_count:
+                    os.unlink(src)
+                else:
+                    os.rename(src, rotated_name(self.path, index + 1) + suffix)
+            except FileNotFoundError:
+                pass
 
     def _finish_short_write(self, line: bytes, written: int) -> int:
         """A short write (disk nearly full): push the rest so the line is not left torn."""
@@ -298,10 +312,8 @@ class FileSink:
         # and force a full reopen before the child's next line.
         self._lock = threading.Lock()
         if self._lock_fd >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
-            except OSError:
-                pass
         self._lock_fd = -1
         self._lock_ino = None
         self._seen_gen = -1

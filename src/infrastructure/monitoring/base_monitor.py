@@ -87,12 +87,13 @@ class BaseMonitor(LightweightPerformanceMonitor):
             record.update(extra)
             return
         for key, value in extra.items():
+            name = key
             if key in _RESERVED or key in record:
                 if self.logger.strict:
                     raise InvalidFieldError(key, value, "is a built-in field name; choose another name")
                 self.logger.report_invalid(key, "built-in field name; kept as user_" + key)
-                key = "user_" + key
-            record[key] = value
+                name = "user_" + key
+            record[name] = value
 
     def _failed(self, exc: Exception) -> None:
         """The fail-safe boundary of every record method."""

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-import structlog
 from pythonjsonlogger.core import BaseJsonFormatter
 
 from .interfaces import EventDict, MetricsWriter, Processor, WrappedLogger
@@ -38,7 +37,7 @@ class _FieldsFormatter(BaseJsonFormatter):
     def __init__(self) -> None:
         super().__init__(["message", "levelname", "name"])
 
-    def serialize_log_record(self, log_data: Any) -> Any:  # type: ignore[override]
+    def serialize_log_record(self, log_data: Any) -> Any:
         return log_data
 
 
@@ -60,7 +59,7 @@ class JsonLogHandler(logging.Handler):
             return
         self._busy.active = True
         try:
-            data = dict(self.format(record))  # type: ignore[call-overload]
+            data: dict[str, Any] = dict(self.format(record))  # type: ignore[arg-type] # our formatter returns a mapping
             message = data.pop("message", "")
             level = str(data.pop("levelname", record.levelname)).lower()
             name = data.pop("name", record.name)
@@ -117,6 +116,7 @@ def configure_structlog(
     ``processors`` run after the context merge and before the event is handed over
     (add your own enrichers there). Levels below ``level`` are dropped at no cost.
     """
+    import structlog  # imported here: the package itself must stay quick to import
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -43,8 +43,10 @@ def _human(size: float) -> str:
     return f"{size:.1f} GiB"
 
 
-_config_option = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                              help="YAML configuration (default: $MONITORING_CONFIG or configs/monitoring_logging.yaml).")
+_config_option = click.option(
+    "--config", "config", type=click.Path(dir_okay=False), default=None,
+    help="YAML configuration (default: $MONITORING_CONFIG or configs/monitoring_logging.yaml).",
+)
 _log_dir_option = click.option("--log-dir", "log_dir", type=click.Path(file_okay=False), default=None,
                                help="Log folder, overriding the configuration.")
 
@@ -108,7 +110,8 @@ def validate_config(config: str | None) -> None:
     click.echo(f"log_dir: {log.log_dir}")
     rotation = log.rotation
     click.echo(f"rotation: max_bytes={rotation.max_bytes} backup_count={rotation.backup_count} when={rotation.when}")
-    click.echo(f"modules: {', '.join(f'{k}->{v.file}' + ('' if v.enabled else ' (off)') for k, v in log.modules.items())}")
+    modules = ", ".join(f"{k}->{v.file}" + ("" if v.enabled else " (off)") for k, v in log.modules.items())
+    click.echo(f"modules: {modules}")
     cleanup = settings.log_cleanup
     click.echo(f"log_cleanup: enabled={cleanup.enabled} retention_days={cleanup.retention_days:g} "
                f"dry_run={cleanup.dry_run} every {cleanup.check_interval_hours:g}h")

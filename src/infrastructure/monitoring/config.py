@@ -208,6 +208,19 @@ def _section(
     return out
 
 
+def _file_name(value: Any, key: str, src: str) -> str:
+    if isinstance(value, str) and value and "/" not in value and "\\" not in value and value not in (".", ".."):
+        return value
+    raise ConfigError(key, value, "a plain file name inside log_dir (no '/')", source=src)
+
+
+def _line_cap(value: Any, key: str, src: str) -> int:
+    size = _size(1024)(value, key, src)
+    if size > 1024 * 1024:
+        raise ConfigError(key, value, "a size between 1 KiB and 1 MiB", source=src)
+    return int(size)
+
+
 _ROTATION_SCHEMA: Mapping[str, Validator] = {
     "max_bytes": _size(0),
     "backup_count": _positive_int(1),
@@ -215,7 +228,7 @@ _ROTATION_SCHEMA: Mapping[str, Validator] = {
     "interval": _positive_int(1),
     "utc": _bool,
 }
-_MODULE_SCHEMA: Mapping[str, Validator] = {"file": lambda v, k, s: _file_name(v, k, s), "enabled": _bool}
+_MODULE_SCHEMA: Mapping[str, Validator] = {"file": _file_name, "enabled": _bool}
 _CLEANUP_SCHEMA: Mapping[str, Validator] = {
     "enabled": _bool,
     "retention_days": _number(0, strict_min=True),
@@ -223,12 +236,6 @@ _CLEANUP_SCHEMA: Mapping[str, Validator] = {
     "dry_run": _bool,
     "check_interval_hours": _number(0, strict_min=True),
 }
-
-
-def _file_name(value: Any, key: str, src: str) -> str:
-    if isinstance(value, str) and value and "/" not in value and "\\" not in value and value not in (".", ".."):
-        return value
-    raise ConfigError(key, value, "a plain file name inside log_dir (no '/')", source=src)
 
 
 def _rotation(value: Any, key: str, src: str) -> RotationSettings:
@@ -257,7 +264,7 @@ _LOGGING_SCHEMA: Mapping[str, Validator] = {
     "redact_keys": lambda v, k, s: tuple(x.lower() for x in _str_list(v, k, s)),
     "redact_values": _bool,
     "strict": _bool,
-    "max_line_bytes": lambda v, k, s: _line_cap(v, k, s),
+    "max_line_bytes": _line_cap,
     "include_pid": _bool,
     "include_host": _bool,
     "file_mode": _file_mode,
@@ -265,13 +272,6 @@ _LOGGING_SCHEMA: Mapping[str, Validator] = {
     "reopen_check_interval": _seconds,
     "fault_report_interval": _seconds,
 }
-
-
-def _line_cap(value: Any, key: str, src: str) -> int:
-    size = _size(1024)(value, key, src)
-    if size > 1024 * 1024:
-        raise ConfigError(key, value, "a size between 1 KiB and 1 MiB", source=src)
-    return int(size)
 
 
 def _logging(value: Any, key: str, src: str) -> LoggingSettings:
@@ -337,7 +337,8 @@ def load_settings(
         settings = _merge(settings, overrides, merged)
 
     log_settings = settings.logging
-    if (log_dir := env.env_str(env.MONITORING_LOG_DIR, environ)) and not (overrides and "log_dir" in overrides.get("logging", {})):
+    explicit_dir = bool(overrides and "log_dir" in (overrides.get("logging") or {}))
+    if (log_dir := env.env_str(env.MONITORING_LOG_DIR, environ)) and not explicit_dir:
         log_settings = replace(log_settings, log_dir=Path(log_dir))
     enabled = settings.enabled
     if (flag := env.env_bool(env.MONITORING_ENABLED, environ, problems)) is not None and not (

@@ -31,7 +31,7 @@ class MonitoringContainer(containers.DeclarativeContainer):
     ``processors`` (a list, empty by default) to run structlog processors on every
     record after redaction."""
 
-    config_path = providers.Object(None)
+    config_path: providers.Object[str | None] = providers.Object(None)
     settings = providers.Singleton(load_settings, config_path)
     redactor = providers.Singleton(default_redactor, settings)
     processors = providers.List()
@@ -43,4 +43,6 @@ class MonitoringContainer(containers.DeclarativeContainer):
     task = providers.Factory(TaskPerformanceMonitor, logger=writers.provided.get.call("task"))
     system = providers.Factory(SystemPerformanceMonitor, logger=writers.provided.get.call("system"))
 
-    monitors = providers.FactoryAggregate(llm=llm, checkpoint=checkpoint, tool=tool, task=task, system=system)
+    monitors: providers.FactoryAggregate[object] = providers.FactoryAggregate(
+        llm=llm, checkpoint=checkpoint, tool=tool, task=task, system=system,  # type: ignore[arg-type]
+    )

@@ -46,10 +46,6 @@ _OPT: Final = orjson.OPT_APPEND_NEWLINE
 _live_writers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 _RESERVED: Final = frozenset({"timestamp", "metric_type", "operation", "module", "pid", "host"})
 
-try:  # structlog's own drop signal is honoured too, so its processors behave as documented
-    from structlog import DropEvent as _DropEvent
-except ImportError:  # pragma: no cover - structlog is a dependency
-    _DropEvent = DropRecord  # type: ignore[assignment,misc]
 
 
 class MetricsLogger:
@@ -66,7 +62,7 @@ class MetricsLogger:
     """
 
     __slots__ = (
-        "__weakref__", "_cap", "_faults", "_include", "_processors", "_redactor", "_sink", "_tail",
+        "__weakref__", "_cap", "_drop", "_faults", "_include", "_processors", "_redactor", "_sink", "_tail",
         "module", "scrub", "strict",
     )
 
@@ -90,6 +86,11 @@ class MetricsLogger:
         self._sink = sink
         self._redactor = redactor
         self._processors = tuple(processors)
+        self._drop: tuple[type[BaseException], ...] = (DropRecord,)
+        if self._processors:  # structlog processors signal a drop with their own DropEvent
+            from structlog import DropEvent
+
+            self._drop = (DropRecord, DropEvent)
         self.scrub = redactor.scrub_text if redactor is not None else _same
         """Screens one caller-supplied string (used by monitors that pass ``screened=True``)."""
         self._cap = max_line_bytes
@@ -157,7 +158,7 @@ class MetricsLogger:
             if len(line) > self._cap:
                 line = fit_line(record, line, self._cap)
             self._sink.write(line, now)
-        except (DropRecord, _DropEvent):
+        except self._drop:
             return
         except OSError as exc:
             self._faults.write_failed(exc, now)
@@ -326,7 +327,8 @@ class WriterPool:
             )
             self._sinks[path] = sink
         return MetricsLogger(
-            module, sink, redactor=self._redactor, processors=self._processors, max_line_bytes=log.max_line_bytes, strict=log.strict,
+            module, sink, redactor=self._redactor, processors=self._processors,
+            max_line_bytes=log.max_line_bytes, strict=log.strict,
             include_pid=log.include_pid, include_host=log.include_host,
             fault_report_interval=log.fault_report_interval,
         )

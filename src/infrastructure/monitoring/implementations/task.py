@@ -20,11 +20,18 @@ class TaskPerformanceMonitor(BaseMonitor):
     module_name: ClassVar[str] = "task"
 
     def record_task_execution(
-        self, task_type: str, duration: float, success: bool = True, *, error_type: str | None = None, **extra: Any
+        self,
+        task_type: str,
+        duration: float,
+        success: bool = True,
+        *,
+        error_type: str | None = None,
+        **extra: Any,
     ) -> None:
         """A finished task of kind ``task_type``; ``duration`` in seconds."""
         self._record({"timestamp": 0.0, "metric_type": "timer", "operation": "task_execution",
-                      "task_type": self.logger.scrub(task_type), "duration": duration, "success": success}, error_type, extra)
+                      "task_type": self.logger.scrub(task_type), "duration": duration, "success": success},
+                     error_type, extra)
 
     def record_agent_execution(
         self,
