@@ -176,3 +176,16 @@ def test_redaction_can_be_switched_off(make_factory: Any, log_dir: Path) -> None
 def test_secret_key_names(key: str, secret: bool) -> None:
     """Secret names match whole or as a ``_suffix``, so token counts are left alone."""
     assert Redactor(keys=["api_key", "token", "secret"]).is_secret_key(key) is secret
+
+
+def test_in_memory_sink_for_users_tests() -> None:
+    """testing.InMemorySink lets application tests assert on records without files."""
+    from infrastructure.monitoring import LLMPerformanceMonitor, Monitor
+    from infrastructure.monitoring.testing import InMemorySink
+
+    sink = InMemorySink()
+    llm = LLMPerformanceMonitor(MetricsLogger("llm", sink))
+    assert isinstance(llm, Monitor)
+    llm.record_llm_call("gpt-4", "openai", 1.2, 10, 20)
+    (record,) = sink.records()
+    assert (record["operation"], record["total_tokens"], record["module"]) == ("llm_call", 30, "llm")

@@ -26,7 +26,7 @@ from .implementations import (
     TaskPerformanceMonitor,
     ToolPerformanceMonitor,
 )
-from .interfaces import EventDict, LineSink, MetricsWriter, Processor
+from .interfaces import EventDict, LineSink, MetricsWriter, Monitor, Processor
 from .lightweight_monitor import LightweightPerformanceMonitor
 from .logger_writer import MetricsLogger, NoOpMetricsLogger, WriterPool
 from .processors import DropRecord, Redactor, add_process_info, add_timestamp
@@ -58,6 +58,7 @@ __all__ = [
     "LineSink",
     "MetricsLogger",
     "MetricsWriter",
+    "Monitor",
     "MonitoringContainer",
     "MonitoringError",
     "MonitoringLoggerFactory",

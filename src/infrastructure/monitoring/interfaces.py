@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["EventDict", "LineSink", "LogCleaner", "MetricsWriter", "Processor", "WrappedLogger"]
+__all__ = ["EventDict", "LineSink", "LogCleaner", "MetricsWriter", "Monitor", "Processor", "WrappedLogger"]
 
 WrappedLogger = Any
 """Whatever a processor receives as ``logger``: the writer, or structlog's logger."""
@@ -77,6 +77,29 @@ class MetricsWriter(Protocol):
     def log_event(self, operation: str, **fields: Any) -> None: ...
 
     def write_record(self, record: dict[str, Any], *, screened: bool = False) -> None: ...
+
+
+@runtime_checkable
+class Monitor(Protocol):
+    """A per-module monitor: a thin, stateless front over one ``MetricsWriter``.
+
+    Its record methods return ``None`` and never raise unless strict mode is on;
+    they keep nothing after returning, so one instance can be shared by every
+    thread of a process.
+    """
+
+    logger: MetricsWriter
+
+    @property
+    def module(self) -> str: ...
+
+    def record_timer(self, operation: str, duration: float, **fields: Any) -> None: ...
+
+    def record_counter(self, operation: str, value: float = 1, **fields: Any) -> None: ...
+
+    def record_gauge(self, operation: str, value: float, **fields: Any) -> None: ...
+
+    def record_event(self, operation: str, **fields: Any) -> None: ...
 
 
 @runtime_checkable
