@@ -162,3 +162,11 @@ def test_disabled_monitoring_writes_nothing(monkeypatch: pytest.MonkeyPatch, log
     factory.create_monitor("llm").record_llm_call("gpt-4", "openai", 1.0, 1, 1)
     factory.create_monitor("checkpoint").record_checkpoint_save(0.1, 10)
     assert not log_dir.exists()
+
+
+def test_each_bad_field_is_counted_once(factory: PerformanceMonitorFactory, log_dir: Path) -> None:
+    """Two bad fields in one record: both flagged, counted exactly twice."""
+    factory.create_monitor("checkpoint").record_checkpoint_load(duration=-1, size=-1)
+    (record,) = read_records(log_dir / "checkpoint_metrics.log")
+    assert record["invalid"] == {"duration": "must be >= 0, got -1", "size": "must be >= 0, got -1"}
+    assert factory.get_writer("checkpoint").faults.invalid_fields == 2

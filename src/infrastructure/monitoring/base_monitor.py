@@ -95,6 +95,20 @@ class BaseMonitor(LightweightPerformanceMonitor):
                 name = "user_" + key
             record[name] = value
 
+    def _finish_timer(self, record: dict[str, Any], extra: dict[str, Any], *, size: bool = False) -> None:
+        """Check ``duration`` (and ``size``) and ``success``, add the extras, write: the tail of every timed record."""
+        try:
+            valid = 0 <= record["duration"] < INF and record["success"].__class__ is bool
+            if size:
+                valid = valid and 0 <= record["size"] < INF
+        except TypeError:
+            valid = False
+        if not valid:
+            self._validate(record, ("duration", "size"), ("size",))
+        if extra:
+            self._merge_extra(record, extra)
+        self.logger.write_record(record, screened=True)
+
     def _failed(self, exc: Exception) -> None:
         """The fail-safe boundary of every record method."""
         if self.logger.strict:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..base_monitor import INF, BaseMonitor
+from ..base_monitor import BaseMonitor
 
 __all__ = ["CheckpointPerformanceMonitor"]
-
-_NUMBERS = ("duration", "size")
 
 
 class CheckpointPerformanceMonitor(BaseMonitor):
@@ -33,14 +31,6 @@ class CheckpointPerformanceMonitor(BaseMonitor):
         try:
             record = {"timestamp": 0.0, "metric_type": "timer", "operation": operation,
                       "duration": duration, "size": size, "success": success}
-            try:
-                valid = 0 <= duration < INF and 0 <= size < INF and success.__class__ is bool
-            except TypeError:
-                valid = False
-            if not valid:
-                self._validate(record, _NUMBERS, ("size",))
-            if extra:
-                self._merge_extra(record, extra)
-            self.logger.write_record(record, screened=True)
+            self._finish_timer(record, extra, size=True)
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..base_monitor import INF, BaseMonitor
+from ..base_monitor import BaseMonitor
 
 __all__ = ["TaskPerformanceMonitor"]
 
@@ -53,14 +53,6 @@ class TaskPerformanceMonitor(BaseMonitor):
         try:
             if error_type is not None:
                 record["error_type"] = self.logger.scrub(error_type)
-            try:
-                valid = 0 <= record["duration"] < INF and record["success"].__class__ is bool
-            except TypeError:
-                valid = False
-            if not valid:
-                self._validate(record, ("duration",))
-            if extra:
-                self._merge_extra(record, extra)
-            self.logger.write_record(record, screened=True)
+            self._finish_timer(record, extra)
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..base_monitor import INF, BaseMonitor
+from ..base_monitor import BaseMonitor
 
 __all__ = ["ToolPerformanceMonitor"]
 
@@ -34,14 +34,6 @@ class ToolPerformanceMonitor(BaseMonitor):
                       "tool_name": scrub(tool_name), "duration": duration, "success": success}
             if error_type is not None:
                 record["error_type"] = scrub(error_type)
-            try:
-                valid = 0 <= duration < INF and success.__class__ is bool
-            except TypeError:
-                valid = False
-            if not valid:
-                self._validate(record, ("duration",))
-            if extra:
-                self._merge_extra(record, extra)
-            self.logger.write_record(record, screened=True)
+            self._finish_timer(record, extra)
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)
