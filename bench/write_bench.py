@@ -292,6 +292,8 @@ def main() -> None:
     parser.add_argument("--mp-count", type=int, default=50_000, help="records per process in the 4-process run")
     parser.add_argument("--rss-n", type=int, default=1_000_000, help="calls for the RSS measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", choices=["single", "mp", "rss"], help="run one part of the benchmark")
+    parser.add_argument("--mp-rounds", type=int, default=None, help="rounds of the multi-process run (rounds // 2)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -304,6 +306,23 @@ def main() -> None:
     if args.quick:
         args.n, args.rounds, args.mp_count, args.rss_n = 20_000, 2, 5_000, 100_000
 
+    if args.only in (None, "single"):
+        single_process(args)
+    if args.only in (None, "mp"):
+        mp_rounds = args.mp_rounds or max(1, args.rounds // 2)
+        print(f"\n4 processes × {args.mp_count:,} records into one family, rotating every 1 MB "
+              f"(median of {mp_rounds} rounds; lost/dup/corrupt: worst round)\n")
+        print(f"{'writer':<8} {'wall s':>8} {'× raw':>7} {'lost':>7} {'dup':>6} {'corrupt':>8}")
+        for kind, wall, rel, lost, dup, corrupt in multi_process(4, args.mp_count, mp_rounds):
+            label = kind + ("*" if kind == "raw" else "")
+            print(f"{label:<8} {wall:>8.2f} {rel:>7.2f} {lost:>7} {dup:>6} {corrupt:>8}")
+        print("* raw: orjson + os.write(O_APPEND), one file, no rotation")
+    if args.only in (None, "rss"):
+        growth = run_child("--child", "rss", str(args.rss_n))["growth"]
+        print(f"\nRSS growth over {args.rss_n:,} record_llm_call calls (after warm-up): {growth / 1024:.0f} KiB")
+
+
+def single_process(args: argparse.Namespace) -> None:
     per: dict[str, list[float]] = {k: [] for k in CONTENDERS}
     ratio: dict[str, list[float]] = {k: [] for k in CONTENDERS}
     for round_no in range(args.rounds):
@@ -333,16 +352,6 @@ def main() -> None:
     ours_vs_structlog = statistics.median([o / s for o, s in zip(per["ours"], per["structlog"], strict=True)])
     print(f"\nours / structlog (same round, median): {ours_vs_structlog:.2f}")
 
-    print(f"\n4 processes × {args.mp_count:,} records into one family, rotating every 1 MB "
-          f"(median of {max(1, args.rounds // 2)} rounds; lost/dup/corrupt: worst round)\n")
-    print(f"{'writer':<8} {'wall s':>8} {'× raw':>7} {'lost':>7} {'dup':>6} {'corrupt':>8}")
-    for kind, wall, rel, lost, dup, corrupt in multi_process(4, args.mp_count, max(1, args.rounds // 2)):
-        label = {"raw": "raw*", "clh": "clh"}.get(kind, kind)
-        print(f"{label:<8} {wall:>8.2f} {rel:>7.2f} {lost:>7} {dup:>6} {corrupt:>8}")
-    print("* raw: orjson + os.write(O_APPEND), one file, no rotation")
-
-    growth = run_child("--child", "rss", str(args.rss_n))["growth"]
-    print(f"\nRSS growth over {args.rss_n:,} record_llm_call calls (after warm-up): {growth / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":
