@@ -128,3 +128,14 @@ def test_singleton_reads_config_from_environment(
     factory.create_monitor("llm").record_llm_call("gpt-4", "openai", 1.0, 1, 2)
     (record,) = read_records(log_dir / "models.log")
     assert record["total_tokens"] == 3
+
+
+def test_bad_config_fails_at_first_use_and_shutdown_stays_quiet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken YAML raises ConfigError from create_monitor; shutting the factory down afterwards does not raise."""
+    monkeypatch.setenv("MONITORING_CONFIG", str(write_yaml(tmp_path, "logging: {strict: maybe}\n")))
+    factory = PerformanceMonitorFactory.get_instance()
+    with pytest.raises(ConfigError, match=r"'logging\.strict'"):
+        factory.create_monitor("llm")
+    PerformanceMonitorFactory.reset_instance()

@@ -189,3 +189,16 @@ def test_in_memory_sink_for_users_tests() -> None:
     llm.record_llm_call("gpt-4", "openai", 1.2, 10, 20)
     (record,) = sink.records()
     assert (record["operation"], record["total_tokens"], record["module"]) == ("llm_call", 30, "llm")
+
+
+def test_secrets_deep_inside_nested_values_never_pass(tmp_path: Path) -> None:
+    """Values nested beyond the examined depth are replaced by a marker, not written unexamined."""
+    deep: Any = {"api_key": "deep-secret-value"}
+    for _ in range(40):
+        deep = {"level": deep}
+    writer = writer_for(tmp_path / "t.log")
+    writer.log_event("nested", payload=deep, shallow={"password": "hunter2"})
+    raw = (tmp_path / "t.log").read_text()
+    assert "deep-secret-value" not in raw
+    assert "hunter2" not in raw
+    assert '"<max depth>"' in raw

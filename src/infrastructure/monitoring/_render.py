@@ -20,12 +20,11 @@ from uuid import UUID
 
 import orjson
 
-from .schema import FIELD_METRIC_TYPE, FIELD_MODULE, FIELD_OPERATION, FIELD_TIMESTAMP, FIELD_TRUNCATED
+from .schema import FIELD_METRIC_TYPE, FIELD_MODULE, FIELD_OPERATION, FIELD_TIMESTAMP, FIELD_TRUNCATED, MAX_NESTING
 
 __all__ = ["fit_line", "render", "safe_repr"]
 
 _OPT: Final = orjson.OPT_APPEND_NEWLINE
-_MAX_DEPTH: Final = 32
 _PROTECTED: Final = frozenset({FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE, FIELD_TRUNCATED})
 _INT_MAX: Final = (1 << 63) - 1
 _INT_MIN: Final = -(1 << 63)
@@ -74,7 +73,7 @@ def _sanitize(value: Any, depth: int, path: tuple[int, ...]) -> Any:
         return value if _INT_MIN <= value <= _INT_MAX else str(value)
     if isinstance(value, str):
         return value.encode("utf-8", "replace").decode("utf-8")
-    if depth >= _MAX_DEPTH:
+    if depth >= MAX_NESTING:
         return "<max depth>"
     if isinstance(value, (Mapping, list, tuple, set, frozenset)):
         ident = id(value)

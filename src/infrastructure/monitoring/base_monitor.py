@@ -15,12 +15,12 @@ from typing import Any, Final
 
 from .errors import InvalidFieldError
 from .lightweight_monitor import LightweightPerformanceMonitor
-from .schema import FIELD_INVALID
+from .schema import FIELD_INVALID, WRITER_FIELDS
 
 __all__ = ["BaseMonitor", "number_problem"]
 
 INF: Final = math.inf
-_RESERVED: Final = frozenset({"timestamp", "metric_type", "operation", "module", "pid", "host", FIELD_INVALID})
+_RESERVED: Final = WRITER_FIELDS | {FIELD_INVALID}
 
 
 def number_problem(value: Any, *, integer: bool = False) -> str | None:

@@ -5,7 +5,6 @@ Exit status: 0 success, 1 an error the user can fix (bad config), 2 bad usage.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,5 +119,4 @@ def validate_config(config: str | None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

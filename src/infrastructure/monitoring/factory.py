@@ -18,6 +18,7 @@ from .di_config import MonitoringContainer
 from .errors import UnknownMonitorError
 from .interfaces import MetricsWriter, Processor
 from .lightweight_monitor import LightweightPerformanceMonitor
+from .logger_writer import WriterPool
 from .schema import MODULE_NAME_RE
 
 __all__ = ["PerformanceMonitorFactory"]
@@ -43,6 +44,8 @@ class PerformanceMonitorFactory:
         self._lock = threading.Lock()
         self._monitors: dict[str, Any] = {}
         self._custom: dict[str, type[LightweightPerformanceMonitor]] = {}
+        self._pool: WriterPool | None = None
+        """The container's writer pool once this factory has used it (what ``shutdown`` closes)."""
 
     # ------------------------------------------------------------------ the singleton
 
@@ -95,6 +98,7 @@ class PerformanceMonitorFactory:
         if custom is not None:
             return custom(self.get_writer(name))
         if name in self.container.monitors.providers:
+            self._writers()  # the monitor's writer comes from this same pool
             return self.container.monitors(name)
         raise UnknownMonitorError(name, self.available_monitors())
 
@@ -113,8 +117,13 @@ class PerformanceMonitorFactory:
 
     def get_writer(self, module: str) -> MetricsWriter:
         """The writer of ``module``'s file family (shared by all its monitors)."""
-        writer: MetricsWriter = self.container.writers().get(module)
-        return writer
+        return self._writers().get(module)
+
+    def _writers(self) -> WriterPool:
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = self.container.writers()
+        return pool
 
     # ------------------------------------------------------------------ the application's own logs
 
@@ -134,8 +143,10 @@ class PerformanceMonitorFactory:
         """Close every file this factory opened. Records made afterwards are counted as faults."""
         with self._lock:
             self._monitors.clear()
-        self.container.writers().close()
-        self.container.writers.reset()
+            pool, self._pool = self._pool, None
+        if pool is not None:  # never built (or its configuration was bad): nothing to close
+            pool.close()
+            self.container.writers.reset()
 
     def __repr__(self) -> str:
         return f"PerformanceMonitorFactory(log_dir={str(self.settings.logging.log_dir)!r})"

@@ -19,7 +19,6 @@ through stdlib ``logging`` and, once writing works again, noted in the family as
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -36,16 +35,14 @@ from .config import MonitoringSettings
 from .errors import WriteError
 from .interfaces import LineSink, MetricsWriter, Processor
 from .processors import DropRecord, Redactor, process_info
+from .schema import WRITER_FIELDS
 
 __all__ = ["MetricsLogger", "NoOpMetricsLogger", "WriterPool", "default_redactor", "user_fields"]
 
-_logger = logging.getLogger(__name__)
 _time = time.time
 _dumps = orjson.dumps
 _OPT: Final = orjson.OPT_APPEND_NEWLINE
 _live_writers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
-_RESERVED: Final = frozenset({"timestamp", "metric_type", "operation", "module", "pid", "host"})
-
 
 
 class MetricsLogger:
@@ -274,9 +271,9 @@ os.register_at_fork(after_in_child=_refresh_writers_in_child)
 
 def user_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """Keep caller fields from overwriting the ones the writer owns: ``operation=`` becomes ``user_operation``."""
-    if not fields or _RESERVED.isdisjoint(fields):
+    if not fields or WRITER_FIELDS.isdisjoint(fields):
         return fields
-    return {(f"user_{k}" if k in _RESERVED else k): v for k, v in fields.items()}
+    return {(f"user_{k}" if k in WRITER_FIELDS else k): v for k, v in fields.items()}
 
 
 class WriterPool:

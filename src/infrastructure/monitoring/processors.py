@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from .interfaces import EventDict, WrappedLogger
-from .schema import FIELD_HOST, FIELD_METRIC_TYPE, FIELD_MODULE, FIELD_OPERATION, FIELD_PID, FIELD_TIMESTAMP
+from .schema import FIELD_HOST, FIELD_PID, FIELD_TIMESTAMP, MAX_NESTING, WRITER_FIELDS
 
 __all__ = [
     "DEFAULT_SECRET_PATTERNS",
@@ -39,13 +39,8 @@ DEFAULT_SECRET_PATTERNS: Final = (
     r"eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWTs
     r"(?i:api[_-]?key|access[_-]?token|password|passwd|secret)=[^\s&\"',;]{4,}",  # key=value in URLs, DSNs
 )
-LIBRARY_FIELDS: Final = frozenset(
-    {FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE, FIELD_PID, FIELD_HOST}
-)
-"""Fields whose values the writer itself sets; the redactor does not examine them."""
 _CACHE_LIMIT: Final = 4096
 _CACHEABLE_LENGTH: Final = 256
-_MAX_DEPTH: Final = 8
 
 
 class DropRecord(BaseException):
@@ -97,7 +92,7 @@ class Redactor:
     not. With ``values=True`` strings are also searched for shapes of well-known
     credentials (``sk-...``, ``Bearer ...``, AWS/GitHub/Slack/Google keys, JWTs,
     ``password=...``) and only the matching part is replaced. Nested dicts and lists
-    are searched too (eight levels deep).
+    are searched too (32 levels deep; deeper values are written as ``"<max depth>"``).
 
     ``trusted`` keys hold values the library itself writes (``timestamp``,
     ``module``, ``host``...) and are not examined. Which keys of a record need a
@@ -119,7 +114,7 @@ class Redactor:
         values: bool = True,
         patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
         replacement: str = REDACTED,
-        trusted: Iterable[str] = LIBRARY_FIELDS,
+        trusted: Iterable[str] = WRITER_FIELDS,
     ) -> None:
         self._keys = frozenset(k.lower().replace("-", "_") for k in keys)
         self._suffixes = tuple("_" + k for k in self._keys)
@@ -200,9 +195,9 @@ class Redactor:
         return plan
 
     def _scrub_nested(self, value: Any, depth: int, path: tuple[int, ...] = ()) -> Any:
-        if depth >= _MAX_DEPTH:
-            return value
         if isinstance(value, (dict, list, tuple)):
+            if depth >= MAX_NESTING:  # never pass deeper values on unexamined
+                return "<max depth>"
             if id(value) in path:
                 return "<cycle>"
             path = (*path, id(value))

@@ -11,15 +11,19 @@ from typing import Final
 
 __all__ = [
     "FIELD_HOST",
+    "FIELD_INVALID",
     "FIELD_METRIC_TYPE",
     "FIELD_MODULE",
     "FIELD_OPERATION",
     "FIELD_PID",
     "FIELD_SUCCESS",
     "FIELD_TIMESTAMP",
+    "FIELD_TRUNCATED",
     "LOCK_SUFFIX",
+    "MAX_NESTING",
     "METRIC_TYPES",
     "MODULE_NAME_RE",
+    "WRITER_FIELDS",
     "default_file_name",
     "lock_path_for",
     "rotated_name",
@@ -37,6 +41,15 @@ FIELD_INVALID: Final = "invalid"
 """Maps a field name to why its value was rejected (fail-safe mode)."""
 FIELD_TRUNCATED: Final = "truncated"
 """Lists the fields whose values were cut to keep the line under the size cap."""
+
+WRITER_FIELDS: Final = frozenset(
+    {FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE, FIELD_PID, FIELD_HOST}
+)
+"""Fields the writer sets itself: callers' fields with these names are kept as ``user_<name>``,
+and the redactor never examines their values."""
+
+MAX_NESTING: Final = 32
+"""Deeper values are written as ``"<max depth>"`` (by the redactor and the renderer alike)."""
 
 METRIC_TYPES: Final = frozenset({"timer", "counter", "gauge", "event", "log"})
 
