@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,14 @@ def make_factory(log_dir: Path) -> Iterator[Callable[..., PerformanceMonitorFact
     """Build a factory whose container points at ``log_dir`` (plus any config overrides)."""
     made: list[PerformanceMonitorFactory] = []
 
-    def build(**logging_overrides: Any) -> PerformanceMonitorFactory:
+    def build(
+        *, cleanup: dict[str, Any] | None = None, system: dict[str, Any] | None = None, **logging_overrides: Any
+    ) -> PerformanceMonitorFactory:
         overrides: dict[str, Any] = {"logging": {"log_dir": str(log_dir), **logging_overrides}}
+        if cleanup:
+            overrides["log_cleanup"] = cleanup
+        if system:
+            overrides["system_metrics"] = system
         container = MonitoringContainer()
         container.settings.override(providers.Object(load_settings(overrides=overrides, environ={})))
         factory = PerformanceMonitorFactory(container)
@@ -66,9 +74,35 @@ def family(log_dir: Path, base: str) -> list[Path]:
     return sorted(files, key=lambda p: -int(p.name[len(base) + 1 :] or 0))
 
 
+def age(path: Path, days: float) -> None:
+    """Set ``path``'s modification time ``days`` into the past (what the cleaner judges by)."""
+    when = time.time() - days * 86400
+    os.utime(path, (when, when), follow_symlinks=False)
+
+
 def check_dir(directory: Path, files: set[str]) -> None:
     """The folder holds exactly ``files`` (hidden control files aside)."""
     assert {p.name for p in directory.iterdir() if not p.name.startswith(".")} == files
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Nobody may create or delete files in ``folder``: chmod for users, the immutable flag for root."""
+    import subprocess
+
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False).returncode != 0:
+            pytest.skip("running as root and chattr +i is not available here")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=False)
+    else:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
 
 
 def run_python(code: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None, timeout: float = 120):

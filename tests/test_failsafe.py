@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from infrastructure.monitoring import (
     WriteError,
 )
 
-from .conftest import read_records
+from .conftest import read_only, read_records
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a symlink to /dev/full freely")
 
@@ -89,22 +88,10 @@ def test_unwritable_folder_is_counted_then_recovers(tmp_path: Path, caplog: pyte
 
 @pytest.fixture
 def read_only_folder(tmp_path: Path) -> Iterator[Path]:
-    """A folder nobody may create files in: chmod for users, the immutable flag for root."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    if os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False).returncode != 0:
-            pytest.skip("running as root and chattr +i is not available here")
-        try:
-            yield folder
-        finally:
-            subprocess.run(["chattr", "-i", str(folder)], check=False)
-    else:
-        folder.chmod(0o555)
-        try:
-            yield folder
-        finally:
-            folder.chmod(0o755)
+    with read_only(folder):
+        yield folder
 
 
 def test_read_only_folder(read_only_folder: Path) -> None:

@@ -15,7 +15,13 @@ from typing import Any
 from ._sink import FileSink
 from .base_monitor import BaseMonitor
 from .bridges import JsonLogHandler, MonitoringLoggerFactory, configure_structlog
-from .config import MonitoringSettings, load_settings, settings_from_mapping
+from .config import (
+    CleanupSettings,
+    MonitoringSettings,
+    SystemMetricsSettings,
+    load_settings,
+    settings_from_mapping,
+)
 from .di_config import MonitoringContainer
 from .errors import ConfigError, InvalidFieldError, MonitoringError, UnknownMonitorError, WriteError
 from .factory import PerformanceMonitorFactory
@@ -28,8 +34,10 @@ from .implementations import (
 )
 from .interfaces import EventDict, LineSink, MetricsWriter, Monitor, Processor
 from .lightweight_monitor import LightweightPerformanceMonitor
+from .log_cleaner import CleanupResult, LogCleaner
 from .logger_writer import MetricsLogger, NoOpMetricsLogger, WriterPool
 from .processors import DropRecord, Redactor, add_process_info, add_timestamp
+from .scheduler import LogCleanupService
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +55,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BaseMonitor",
     "CheckpointPerformanceMonitor",
+    "CleanupResult",
+    "CleanupSettings",
     "ConfigError",
     "DropRecord",
     "EventDict",
@@ -56,6 +66,8 @@ __all__ = [
     "LLMPerformanceMonitor",
     "LightweightPerformanceMonitor",
     "LineSink",
+    "LogCleaner",
+    "LogCleanupService",
     "MetricsLogger",
     "MetricsWriter",
     "Monitor",
@@ -67,6 +79,7 @@ __all__ = [
     "PerformanceMonitorFactory",
     "Processor",
     "Redactor",
+    "SystemMetricsSettings",
     "SystemPerformanceMonitor",
     "TaskPerformanceMonitor",
     "ToolPerformanceMonitor",

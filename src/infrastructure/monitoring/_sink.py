@@ -34,14 +34,16 @@ import errno
 import fcntl
 import mmap
 import os
+import struct
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Final
 
 from .schema import lock_path_for, rotated_name
 
-__all__ = ["FileSink", "next_rollover"]
+__all__ = ["FileSink", "bump_generation", "family_lock", "next_rollover", "parse_backup_name", "shift_backups"]
 
 _CTL_SIZE: Final = 64
 _CTL_MAGIC: Final = 0x4D4F4E4C4F473031  # "MONLOG01"
@@ -252,30 +254,12 @@ class FileSink:
                 self._deadline = min(self._deadline, self._roll.value)
 
     def _shift_backups(self) -> None:
-        """Every backup moves up one (``.2`` -> ``.3``, ``.2.gz`` -> ``.3.gz``); those reaching
-        ``backup_count`` are deleted. One directory listing finds them, so gaps left by the
-        cleaner are handled and a large ``backup_count`` costs nothing extra."""
         folder, base = os.path.split(self.path)
-        prefix = base + "."
-        found: list[tuple[int, str]] = []
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.startswith(prefix):
-                    continue
-                rest = name[len(prefix):]
-                number, _, suffix = rest.partition(".")
-                if number.isdigit() and suffix in ("", "gz") and number[0] != "0":
-                    found.append((int(number), "." + suffix if suffix else ""))
-        for index, suffix in sorted(found, reverse=True):
-            src = rotated_name(self.path, index) + suffix
-            try:
-                if index >= self._backup_count:
-                    os.unlink(src)
-                else:
-                    os.rename(src, rotated_name(self.path, index + 1) + suffix)
-            except FileNotFoundError:
-                pass
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            shift_backups(folder_fd, base, self._backup_count)
+        finally:
+            os.close(folder_fd)
 
     def _finish_short_write(self, line: bytes, written: int) -> int:
         """A short write (disk nearly full): push the rest so the line is not left torn."""
@@ -321,6 +305,75 @@ class FileSink:
 
     def __repr__(self) -> str:
         return f"FileSink({self.path!r})"
+
+
+# --------------------------------------------------------------------------- shared with the cleaner
+
+
+def parse_backup_name(name: str) -> tuple[str, int, bool] | None:
+    """``llm_metrics.log.3.gz`` -> ``("llm_metrics.log", 3, True)``; ``None`` if not a backup name."""
+    stem, dot, last = name.rpartition(".")
+    gz = False
+    if dot and last == "gz":
+        gz = True
+        stem, dot, last = stem.rpartition(".")
+    if dot and stem and last.isdigit() and last[0] != "0":
+        return stem, int(last), gz
+    return None
+
+
+def shift_backups(folder_fd: int, base: str, backup_count: int) -> None:
+    """Every backup of ``base`` moves up one (``.2`` -> ``.3``, ``.2.gz`` -> ``.3.gz``); those
+    reaching ``backup_count`` are deleted. Caller holds the family lock.
+
+    One listing finds them, so gaps left by the cleaner are handled and a large
+    ``backup_count`` costs nothing extra. Names are resolved against ``folder_fd``, so a
+    folder swapped for a symlink meanwhile cannot redirect a rename or a delete.
+    """
+    found: list[tuple[int, str]] = []
+    with os.scandir(folder_fd) as entries:
+        for entry in entries:
+            parsed = parse_backup_name(entry.name)
+            if parsed is not None and parsed[0] == base:
+                found.append((parsed[1], ".gz" if parsed[2] else ""))
+    for index, suffix in sorted(found, reverse=True):
+        src = rotated_name(base, index) + suffix
+        try:
+            if index >= backup_count:
+                os.unlink(src, dir_fd=folder_fd)
+            else:
+                os.rename(src, rotated_name(base, index + 1) + suffix, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except FileNotFoundError:
+            pass
+
+
+@contextlib.contextmanager
+def family_lock(folder_fd: int, base: str) -> Iterator[int | None]:
+    """Hold the rotation lock of the family ``base`` (in ``folder_fd``) while renaming or
+    deleting its files, so no writer rotates underneath. Yields the control descriptor,
+    or ``None`` when no writer of this package ever used the family (nothing to exclude)."""
+    name = os.path.basename(lock_path_for(base))
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def bump_generation(control_fd: int) -> None:
+    """Tell every writer of the family to reopen the live file before its next line
+    (after the live file was renamed by someone other than a writer)."""
+    head = os.pread(control_fd, _CTL_SIZE, 0)
+    if len(head) < _CTL_SIZE:
+        return  # never initialised: no writer has mapped it, nobody to tell
+    magic, gen = struct.unpack_from("=QQ", head, 0)
+    if magic == _CTL_MAGIC:
+        os.pwrite(control_fd, struct.pack("=Q", gen + 1), _OFF_GEN)
 
 
 def _reinit_sinks_in_child() -> None:

@@ -25,11 +25,14 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "BUILTIN_MODULES",
     "CleanupSettings",
+    "FreeSpaceFloor",
     "LoggingSettings",
     "ModuleSettings",
     "MonitoringSettings",
     "RotationSettings",
+    "SystemMetricsSettings",
     "load_settings",
+    "resolve_log_patterns",
     "settings_from_mapping",
 ]
 
@@ -88,12 +91,48 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FreeSpaceFloor:
+    """``min_free_space``: either a number of bytes or a share of the filesystem."""
+
+    bytes: int | None = None
+    percent: float | None = None
+
+    def required(self, total: int) -> int:
+        """Bytes that must stay free on a filesystem of ``total`` bytes."""
+        if self.percent is not None:
+            return int(total * self.percent / 100)
+        return self.bytes or 0
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else f"{self.bytes} bytes"
+
+
+@dataclass(frozen=True, slots=True)
 class CleanupSettings:
+    """Retention. The defaults are age-only, as the original design: files older than
+    ``retention_days`` go; size budget, disk floor and compression are opt-in."""
+
     enabled: bool = True
     retention_days: float = 30
     log_patterns: tuple[str, ...] = ("logs/*.log", "logs/*.log.*")
     dry_run: bool = False
     check_interval_hours: float = 24
+    max_total_size: int | None = None
+    """Budget for everything the patterns match: oldest rotated files go first until under it."""
+    compress_after_days: float | None = None
+    """Rotated files older than this are gzipped in place (``.N`` -> ``.N.gz``)."""
+    min_free_space: FreeSpaceFloor | None = None
+    """Below this much free disk, the oldest rotated files go first."""
+    run_on_start: bool = True
+    """The scheduled service runs a first cleanup shortly after it starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMetricsSettings:
+    """The scheduled psutil snapshot into ``system_metrics.log`` (off by default)."""
+
+    enabled: bool = False
+    interval_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +142,7 @@ class MonitoringSettings:
     enabled: bool = True
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     log_cleanup: CleanupSettings = field(default_factory=CleanupSettings)
+    system_metrics: SystemMetricsSettings = field(default_factory=SystemMetricsSettings)
     source: str = "<defaults>"
     """Where these settings came from (a path or ``<defaults>``), for messages."""
 
@@ -169,6 +209,25 @@ def _file_mode(value: Any, key: str, src: str) -> int:
     raise ConfigError(key, value, "an octal mode between 0600 and 0777 that lets the owner read and write", source=src)
 
 
+def _optional(check: Validator) -> Validator:
+    def optional(value: Any, key: str, src: str) -> Any:
+        return None if value is None else check(value, key, src)
+
+    return optional
+
+
+def _free_space(value: Any, key: str, src: str) -> FreeSpaceFloor:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = float(value.strip()[:-1])
+        except ValueError:
+            percent = -1.0
+        if 0 < percent < 100:
+            return FreeSpaceFloor(percent=percent)
+        raise ConfigError(key, value, "a percentage between 0% and 100% (exclusive), or a size", source=src)
+    return FreeSpaceFloor(bytes=_size(1)(value, key, src))
+
+
 def _str_list(value: Any, key: str, src: str) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
         return tuple(value)
@@ -229,12 +288,29 @@ _ROTATION_SCHEMA: Mapping[str, Validator] = {
     "utc": _bool,
 }
 _MODULE_SCHEMA: Mapping[str, Validator] = {"file": _file_name, "enabled": _bool}
+def _patterns(value: Any, key: str, src: str) -> tuple[str, ...]:
+    patterns = _str_list(value, key, src)
+    for pattern in patterns:
+        parts = pattern.replace("\\", "/").split("/")
+        if ".." in parts:
+            raise ConfigError(key, pattern, _PATTERN_HELP, source=src)
+    return patterns
+
+
 _CLEANUP_SCHEMA: Mapping[str, Validator] = {
     "enabled": _bool,
     "retention_days": _number(0, strict_min=True),
-    "log_patterns": _str_list,
+    "log_patterns": _patterns,
     "dry_run": _bool,
     "check_interval_hours": _number(0, strict_min=True),
+    "max_total_size": _optional(_size(1)),
+    "compress_after_days": _optional(_number(0)),
+    "min_free_space": _optional(_free_space),
+    "run_on_start": _bool,
+}
+_SYSTEM_SCHEMA: Mapping[str, Validator] = {
+    "enabled": _bool,
+    "interval_seconds": _number(0.05),
 }
 
 
@@ -282,7 +358,63 @@ def _cleanup(value: Any, key: str, src: str) -> CleanupSettings:
     return CleanupSettings(**_section(value, key, src, _CLEANUP_SCHEMA))
 
 
-_TOP_SCHEMA: Mapping[str, Validator] = {"enabled": _bool, "logging": _logging, "log_cleanup": _cleanup}
+def _system(value: Any, key: str, src: str) -> SystemMetricsSettings:
+    return SystemMetricsSettings(**_section(value, key, src, _SYSTEM_SCHEMA))
+
+
+_TOP_SCHEMA: Mapping[str, Validator] = {
+    "enabled": _bool,
+    "logging": _logging,
+    "log_cleanup": _cleanup,
+    "system_metrics": _system,
+}
+
+
+# --------------------------------------------------------------------------- cleanup patterns
+
+_PATTERN_KEY = "log_cleanup.log_patterns"
+_PATTERN_HELP = (
+    "a glob inside the log folder, such as 'logs/*.log' or '*.log.*' ('logs/' stands for the log folder "
+    "wherever it is; '..' and paths outside it are refused)"
+)
+_DEFAULT_FOLDER_NAME = "logs"
+
+
+def resolve_log_patterns(
+    patterns: tuple[str, ...], log_dir: Path, *, cwd: str | None = None
+) -> tuple[tuple[str, ...], ...]:
+    """Each pattern as glob components relative to ``log_dir``; a ``ConfigError`` names any
+    pattern that could reach outside it.
+
+    A pattern may be written relative to the working directory (``logs/*.log`` when the
+    folder is ``./logs``), as an absolute path inside the folder, or relative to the folder
+    itself (``*.log``). A leading ``logs/`` or the folder's own name also means the folder,
+    so the design's ``logs/*.log`` keeps working when ``MONITORING_LOG_DIR`` moves it.
+    """
+    root = Path(os.path.abspath(log_dir)).parts
+    here = Path(os.path.abspath(cwd or os.getcwd())).parts
+    resolved = []
+    for pattern in patterns:
+        text = pattern.replace("\\", "/")
+        parts = tuple(p for p in text.split("/") if p not in ("", "."))
+        if not parts or ".." in parts:
+            raise ConfigError(_PATTERN_KEY, pattern, _PATTERN_HELP)
+        if text.startswith("/"):
+            full = ("/", *parts)
+            if full[: len(root)] != root or len(full) == len(root):
+                raise ConfigError(_PATTERN_KEY, pattern, _PATTERN_HELP)
+            resolved.append(full[len(root):])
+            continue
+        full = (*here, *parts)
+        if full[: len(root)] == root and len(full) > len(root):
+            resolved.append(full[len(root):])
+        elif len(parts) == 1:
+            resolved.append(parts)
+        elif parts[0] in (_DEFAULT_FOLDER_NAME, root[-1]):
+            resolved.append(parts[1:])
+        else:
+            raise ConfigError(_PATTERN_KEY, pattern, _PATTERN_HELP)
+    return tuple(resolved)
 
 
 def settings_from_mapping(raw: Mapping[str, Any] | None, *, source: str = "<mapping>") -> MonitoringSettings:
@@ -346,6 +478,7 @@ def load_settings(
     ):
         enabled = flag
     log_settings = replace(log_settings, log_dir=Path(os.path.abspath(log_settings.log_dir)))
+    resolve_log_patterns(settings.log_cleanup.log_patterns, log_settings.log_dir)
     return replace(settings, enabled=enabled, logging=log_settings)
 
 
@@ -354,7 +487,7 @@ def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringS
     result = base
     if "enabled" in raw:
         result = replace(result, enabled=parsed.enabled)
-    for section in ("logging", "log_cleanup"):
+    for section in ("logging", "log_cleanup", "system_metrics"):
         given = raw.get(section) or {}
         if given:
             updates = {name: getattr(getattr(parsed, section), name) for name in given}

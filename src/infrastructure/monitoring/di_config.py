@@ -1,4 +1,4 @@
-"""The dependency-injector container: configuration -> writers -> monitors.
+"""The dependency-injector container: configuration -> writers -> monitors -> cleaner -> scheduler.
 
 The container is the only place that knows how the parts fit; the library classes
 take plain constructor arguments and never import it. Tests and applications swap
@@ -21,7 +21,9 @@ from .implementations import (
     TaskPerformanceMonitor,
     ToolPerformanceMonitor,
 )
+from .log_cleaner import LogCleaner
 from .logger_writer import WriterPool, default_redactor
+from .scheduler import LogCleanupService
 
 __all__ = ["MonitoringContainer"]
 
@@ -45,4 +47,19 @@ class MonitoringContainer(containers.DeclarativeContainer):
 
     monitors: providers.FactoryAggregate[object] = providers.FactoryAggregate(
         llm=llm, checkpoint=checkpoint, tool=tool, task=task, system=system,  # type: ignore[arg-type]
+    )
+
+    cleaner = providers.Factory(
+        LogCleaner,
+        settings=settings.provided.log_cleanup,
+        log_dir=settings.provided.logging.log_dir,
+        audit=writers.provided.get.call("cleaner"),
+        backup_count=settings.provided.logging.rotation.backup_count,
+    )
+    """Pass ``settings=CleanupSettings(...)`` to build one with other retention rules."""
+    scheduler = providers.Factory(
+        LogCleanupService,
+        cleaner=cleaner,
+        system=settings.provided.system_metrics,
+        system_monitor=system.provider,
     )

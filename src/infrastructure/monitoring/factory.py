@@ -8,17 +8,22 @@ no file and starts no thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from .bridges import JsonLogHandler, configure_structlog
-from .config import MonitoringSettings
+from .config import CleanupSettings, MonitoringSettings, settings_from_mapping
 from .di_config import MonitoringContainer
 from .errors import UnknownMonitorError
 from .interfaces import MetricsWriter, Processor
 from .lightweight_monitor import LightweightPerformanceMonitor
+from .log_cleaner import CleanupResult, LogCleaner
 from .logger_writer import WriterPool
+from .scheduler import LogCleanupService
 from .schema import MODULE_NAME_RE
 
 __all__ = ["PerformanceMonitorFactory"]
@@ -46,6 +51,8 @@ class PerformanceMonitorFactory:
         self._custom: dict[str, type[LightweightPerformanceMonitor]] = {}
         self._pool: WriterPool | None = None
         """The container's writer pool once this factory has used it (what ``shutdown`` closes)."""
+        self._cleaner: LogCleaner | None = None
+        self._service: LogCleanupService | None = None
 
     # ------------------------------------------------------------------ the singleton
 
@@ -137,10 +144,73 @@ class PerformanceMonitorFactory:
         """Route ``structlog.get_logger()`` events into ``<module>_metrics.log``."""
         configure_structlog(self.get_writer(module), processors=processors or (), level=level)
 
+    # ------------------------------------------------------------------ retention and scheduled jobs
+
+    def get_log_cleaner(self) -> LogCleaner:
+        """The cleaner built from the ``log_cleanup`` settings (or the last ``setup_log_cleaner``)."""
+        cleaner = self._cleaner
+        if cleaner is None:
+            self._writers()  # its audit writer comes from this factory's pool
+            with self._lock:
+                cleaner = self._cleaner
+                if cleaner is None:
+                    cleaner = self._cleaner = self.container.cleaner()
+        return cleaner
+
+    def force_log_cleanup(self, *, dry_run: bool | None = None, retention_days: float | None = None) -> CleanupResult:
+        """Run one cleanup now, in this thread, with the configured rules (or these overrides).
+
+        Never raises for a file it cannot handle: those are counted in ``result.errors``
+        and listed in ``result.failures``.
+        """
+        return self.get_log_cleaner().cleanup_logs(dry_run=dry_run, retention_days=retention_days)
+
+    def setup_log_cleaner(self, config: Mapping[str, Any] | CleanupSettings | None = None) -> LogCleaner:
+        """Replace the cleaner's rules: the given keys of the ``log_cleanup`` section, validated
+        like the YAML (an unknown key or a bad value raises ``ConfigError``), over the
+        configured ones. ``force_log_cleanup`` and the scheduled service use it from now on."""
+        if isinstance(config, CleanupSettings):
+            rules = config
+        else:
+            given = dict(config or {})
+            parsed = settings_from_mapping({"log_cleanup": given}, source="setup_log_cleaner").log_cleanup
+            rules = replace(self.settings.log_cleanup, **{key: getattr(parsed, key) for key in given})
+        self._writers()
+        cleaner = self.container.cleaner(settings=rules)
+        with self._lock:
+            self._cleaner = cleaner
+            service = self._service
+        if service is not None:
+            service.cleaner = cleaner
+        return cleaner
+
+    def get_scheduled_cleaner(self, *, start: bool = True) -> LogCleanupService:
+        """The process's ``LogCleanupService`` (one per factory), started unless ``start=False``.
+
+        Safe to call from every worker process: cleanups of one folder never overlap and
+        happen once per interval, whichever worker gets there first.
+        """
+        cleaner = self.get_log_cleaner()
+        with self._lock:
+            service = self._service
+            if service is None:
+                service = self._service = self.container.scheduler(
+                    cleaner=cleaner, system_monitor=functools.partial(self.create_monitor, "system")
+                )
+        if start:
+            service.start()
+        return service
+
     # ------------------------------------------------------------------ lifecycle
 
     def shutdown(self) -> None:
-        """Close every file this factory opened. Records made afterwards are counted as faults."""
+        """Stop the scheduled jobs (letting a running cleanup finish) and close every file this
+        factory opened. Records made afterwards are counted as faults."""
+        with self._lock:
+            service, self._service = self._service, None
+            self._cleaner = None
+        if service is not None:
+            service.stop(wait=True)
         with self._lock:
             self._monitors.clear()
             pool, self._pool = self._pool, None
