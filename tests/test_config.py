@@ -38,6 +38,9 @@ def test_shipped_yaml_matches_the_defaults(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.logging.rotation.max_bytes == 52_428_800
     assert settings.logging.file_mode == 0o640
     assert "logs/*_metrics.log.*" in settings.log_cleanup.log_patterns
+    assert settings.log_cleanup.max_total_size is None
+    assert settings.log_cleanup.compress_after_days is None
+    assert settings.system_metrics.enabled is False
 
 
 def write_yaml(tmp_path: Path, text: str) -> Path:
@@ -79,6 +82,13 @@ log_cleanup: {retention_days: 7}
         ("logging: {modules: {llm: {file: ../../etc/passwd}}}", r"'logging\.modules\.llm\.file'.*no '/'"),
         ("logging: {file_mode: '0200'}", r"'logging\.file_mode'.*owner read and write"),
         ("log_cleanup: {retention_days: -1}", r"'log_cleanup\.retention_days'.*-1; expected a number > 0"),
+        ("log_cleanup: {retention_dayz: 3}", r"'log_cleanup\.retention_dayz'.*did you mean 'retention_days'"),
+        ("log_cleanup: {max_total_size: huge}", r"'log_cleanup\.max_total_size'.*'huge'; expected a size"),
+        ("log_cleanup: {compress_after_days: -2}", r"'log_cleanup\.compress_after_days'.*-2; expected a number >= 0"),
+        ("log_cleanup: {log_patterns: ['logs/../secrets/*']}", r"'log_cleanup\.log_patterns'.*'logs/\.\./secrets/\*'"),
+        ("log_cleanup: {log_patterns: '*.log'}", r"'log_cleanup\.log_patterns'.*a list of non-empty strings"),
+        ("system_metrics: {interval_seconds: 0}", r"'system_metrics\.interval_seconds'.*0; expected a number >= 0\.05"),
+        ("system_metrics: {enable: true}", r"did you mean 'enabled'\?"),
         ("enable: false", r"unknown key 'enable'.*did you mean 'enabled'\?"),
         ("- just\n- a list", r"a YAML mapping at the top level"),
         ("logging: [unclosed", r"valid YAML"),

@@ -27,6 +27,17 @@ llm = A.get_instance().create_monitor("llm")
 llm.record_llm_call(model="gpt-4", provider="openai", response_time=2.1,
                     prompt_tokens=100, completion_tokens=200, total_tokens=300, success=True)
 assert llm is real.PerformanceMonitorFactory.get_instance().create_monitor("llm")
+from src.infrastructure.monitoring import PerformanceMonitorFactory, LogCleanupService
+factory = PerformanceMonitorFactory.get_instance()
+result = factory.force_log_cleanup()
+assert result.errors == 0 and result.skipped is None and result.files_deleted == 0, result
+cleanup_service = factory.get_scheduled_cleaner()
+assert isinstance(cleanup_service, LogCleanupService) and cleanup_service.running
+log_cleaner = factory.setup_log_cleaner({"retention_days": 30, "log_patterns": ["logs/*.log", "logs/*.log.*"],
+                                         "enabled": True, "dry_run": False})
+assert log_cleaner.cleanup_logs().errors == 0 and cleanup_service.cleaner is log_cleaner
+PerformanceMonitorFactory.reset_instance()
+assert not cleanup_service.running
 print("ok")
 """
 

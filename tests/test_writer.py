@@ -40,7 +40,7 @@ def test_odd_values_are_rendered_never_raised(tmp_path: Path) -> None:
     cyclic["self"] = cyclic
     writer = writer_for(tmp_path / "t.log")
     writer.log_event(
-        "odd", when=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), price=Decimal("0.0125"),
+        "odd", when=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), price=Decimal("0.0125"),
         where=Path("/tmp/x"), tags={"a"}, raw=b"\xffok", obj=HostileRepr(), cyc=cyclic,
         big=10**30, keys={1: "one", (2, 3): "tuple"}, surrogate="bad\ud800char",
     )

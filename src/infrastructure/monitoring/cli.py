@@ -115,7 +115,14 @@ def validate_config(config: str | None) -> None:
     click.echo(f"modules: {modules}")
     cleanup = settings.log_cleanup
     click.echo(f"log_cleanup: enabled={cleanup.enabled} retention_days={cleanup.retention_days:g} "
-               f"dry_run={cleanup.dry_run} every {cleanup.check_interval_hours:g}h")
+               f"dry_run={cleanup.dry_run} every {cleanup.check_interval_hours:g}h "
+               f"patterns={list(cleanup.log_patterns)}")
+    extras = {"max_total_size": cleanup.max_total_size, "compress_after_days": cleanup.compress_after_days,
+              "min_free_space": cleanup.min_free_space}
+    if any(v is not None for v in extras.values()):
+        click.echo("  " + " ".join(f"{k}={v}" for k, v in extras.items() if v is not None))
+    system = settings.system_metrics
+    click.echo(f"system_metrics: enabled={system.enabled} every {system.interval_seconds:g}s")
     if problems:
         sys.exit(1)
 
@@ -218,7 +225,9 @@ def run(system_interval: float | None, interval_hours: float | None, config: str
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     factory = _factory(settings)
     try:
-        service = factory.get_scheduled_cleaner()
+        service = factory.get_scheduled_cleaner(start=False)
+        service.first_run_delay = 1.0  # a process of its own: nothing else to let start up first
+        service.start()
         click.echo(f"monitoring jobs running for {settings.logging.log_dir}: {service.describe()}")
         click.echo("press Ctrl+C to stop", err=True)
         while not stop.wait(0.5):

@@ -104,6 +104,11 @@ class Monitor(Protocol):
 
 @runtime_checkable
 class LogCleaner(Protocol):
-    """Deletes or compresses old files of the log folder; never touches anything outside it."""
+    """Deletes or compresses old files of the log folder; never touches anything outside it.
+
+    ``cleanup_logs`` never raises for a file it cannot handle: it returns a result with
+    ``files_deleted``, ``bytes_freed``, ``errors`` and ``duration_seconds`` (the built-in
+    returns ``CleanupResult``), and never deletes a file a writer is appending to.
+    """
 
     def cleanup_logs(self) -> Any: ...

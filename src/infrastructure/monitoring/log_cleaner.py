@@ -182,9 +182,7 @@ class LogCleaner:
         self._audit = audit
         self._backup_count = backup_count
         self._clock = clock
-        patterns = resolve_log_patterns(settings.log_patterns, self.log_dir)
-        self._patterns = [tuple(re.compile(translate(c)) for c in p) for p in patterns]
-        self._hidden_ok = [tuple(c.startswith(".") for c in p) for p in patterns]
+        self._full, self._prefix = _compile(resolve_log_patterns(settings.log_patterns, self.log_dir))
 
     def __repr__(self) -> str:
         s = self.settings
@@ -353,14 +351,8 @@ class LogCleaner:
 
     def _matches(self, rel: tuple[str, ...], *, full: bool) -> bool:
         """Does ``rel`` match a whole pattern (``full``) or the folder part of a longer one?"""
-        n = len(rel)
-        for pattern, hidden_ok in zip(self._patterns, self._hidden_ok, strict=True):
-            if (len(pattern) != n) if full else (len(pattern) <= n):
-                continue
-            if all(c.match(part) and (hidden_ok[i] or not part.startswith("."))
-                   for i, (c, part) in enumerate(zip(pattern, rel, strict=False))):
-                return True
-        return False
+        regex = (self._full if full else self._prefix).get(len(rel))
+        return regex is not None and regex.match("/".join(rel)) is not None
 
     def _open_folder(self, folders: dict[str, int], parent: str, name: str, result: CleanupResult) -> None:
         rel = f"{parent}/{name}" if parent else name
@@ -575,6 +567,41 @@ class LogCleaner:
     def _write(self, operation: str, **fields: Any) -> None:
         if self._audit is not None:
             self._audit.log_event(operation, **fields)
+
+
+# ---------------------------------------------------------------------------- patterns
+
+
+def _glob_part(component: str) -> str:
+    """One path component's glob as a regex that, like the shell, lets a leading wildcard
+    skip hidden names (so control and lock files stay out of reach).
+
+    Components may match ``/`` on their own, yet a path only matches a pattern with the
+    same number of components, whose literal ``/`` must then pair with the path's, one
+    for one: the components line up exactly.
+    """
+    body = translate(component)
+    body = body[len("(?s:"): -len(")\\Z")]
+    return body if component.startswith(".") else f"(?!\\.){body}"
+
+
+def _compile(
+    patterns: tuple[tuple[str, ...], ...],
+) -> tuple[dict[int, re.Pattern[str]], dict[int, re.Pattern[str]]]:
+    """One regex per path depth over ``a/b/c``, for whole matches and for the folders on the way."""
+    full: dict[int, list[str]] = {}
+    prefix: dict[int, list[str]] = {}
+    for parts in patterns:
+        regexes = [_glob_part(c) for c in parts]
+        full.setdefault(len(parts), []).append("/".join(regexes))
+        for depth in range(1, len(parts)):
+            prefix.setdefault(depth, []).append("/".join(regexes[:depth]))
+
+    def build(table: dict[int, list[str]]) -> dict[int, re.Pattern[str]]:
+        return {n: re.compile("(?s:" + "|".join(f"(?:{r})" for r in dict.fromkeys(rs)) + r")\Z")
+                for n, rs in table.items()}
+
+    return build(full), build(prefix)
 
 
 # ---------------------------------------------------------------------------- the run lock's stamp

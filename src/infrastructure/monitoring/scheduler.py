@@ -25,7 +25,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -94,7 +94,7 @@ class LogCleanupService:
             scheduler = BackgroundScheduler(
                 executors={"default": ThreadPoolExecutor(max_workers=2)},
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-                timezone=timezone.utc,
+                timezone=UTC,
                 daemon=True,
             )
             scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
@@ -106,7 +106,7 @@ class LogCleanupService:
             return True
 
     def _add_jobs(self, scheduler: BackgroundScheduler) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         interval = timedelta(hours=self.cleanup_settings.check_interval_hours)
         first = now + (timedelta(seconds=self.first_run_delay) if self.cleanup_settings.run_on_start else interval)
         scheduler.add_job(self._cleanup_job, "interval", seconds=interval.total_seconds(), id=CLEANUP_JOB,
