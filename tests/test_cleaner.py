@@ -232,6 +232,54 @@ def test_symlinks_are_never_followed_nor_deleted(make_factory: MakeFactory, log_
     assert (log_dir / "sub").is_symlink()
 
 
+def test_a_folder_swapped_for_a_symlink_mid_run_redirects_nothing(log_dir: Path, tmp_path: Path) -> None:
+    """A thread keeps swapping ``logs/sub`` between a real folder and a symlink to a folder outside,
+    both full of old files, while the cleaner runs again and again: not one file outside is deleted."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for k in range(1, 31):
+        old = outside / f"keep.log.{k}"
+        old.write_text("the user's\n")
+        age(old, 400)
+    (log_dir / "sub").mkdir(parents=True)
+    (log_dir / ".link").symlink_to(outside, target_is_directory=True)
+    stop = threading.Event()
+    swaps = 0
+
+    def swapper() -> None:
+        nonlocal swaps
+        while not stop.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                for k in range(1, 4):  # refill the real folder so there is always something to delete
+                    real_file = log_dir / "sub" / f"mine.log.{k}"
+                    if not real_file.exists():
+                        real_file.write_text("old\n")
+                        age(real_file, 400)
+            os.rename(log_dir / "sub", log_dir / ".parked")
+            os.rename(log_dir / ".link", log_dir / "sub")
+            time.sleep(0.0005)
+            os.rename(log_dir / "sub", log_dir / ".link")
+            os.rename(log_dir / ".parked", log_dir / "sub")
+            swaps += 1
+
+    cleaner = LogCleaner(CleanupSettings(log_patterns=("logs/*/*.log.*",)), log_dir)
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    deleted = runs = 0
+    deadline = time.monotonic() + 60
+    try:
+        while (runs < 200 or swaps < 100) and time.monotonic() < deadline:
+            deleted += cleaner.cleanup_logs().files_deleted
+            runs += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert swaps >= 100
+    assert deleted > 0  # the real folder was cleaned ...
+    assert sorted(p.name for p in outside.iterdir()) == sorted(f"keep.log.{k}" for k in range(1, 31))  # ... never this
+    assert (log_dir / ".link").is_symlink()
+
+
 def test_real_subfolders_are_walked_when_a_pattern_asks(make_factory: MakeFactory, log_dir: Path) -> None:
     factory = make_factory(cleanup={"log_patterns": ["logs/*/*.log.*"]})
     (log_dir / "archive").mkdir(parents=True)
@@ -389,6 +437,28 @@ def test_compression_keeps_every_byte_and_the_family_order(make_factory: MakeFac
     assert packed[0] > 2
     assert packed[1] == packed[0] + 1  # shifted together, still in order
     assert gzip.decompress((log_dir / f"llm_metrics.log.{packed[1]}.gz").read_bytes()) == originals[3]
+
+
+def test_an_interrupted_compression_leaves_nothing_counted_twice(make_factory: MakeFactory, log_dir: Path) -> None:
+    """A run killed mid-compression leaves a hidden temporary file, or ``.N.gz`` beside ``.N``: the next
+    run removes the stale temporary file and the duplicate ``.gz`` (the plain file always wins)."""
+    factory = make_factory()
+    make_family(log_dir, "llm_metrics.log", 3)
+    plain = (log_dir / "llm_metrics.log.2").read_bytes()
+    (log_dir / "llm_metrics.log.2.gz").write_bytes(gzip.compress(plain))
+    stale = log_dir / ".cleanup-tmp-999-llm_metrics.log.3.gz"
+    stale.write_bytes(b"\x1f\x8b half")
+    age(stale, 0.5)
+    fresh = log_dir / ".cleanup-tmp-998-llm_metrics.log.1.gz"  # maybe another run's, in progress
+    fresh.write_bytes(b"\x1f\x8b")
+
+    result = factory.force_log_cleanup()
+
+    assert sorted(result.deleted) == [stale.name, "llm_metrics.log.2.gz"]
+    assert (log_dir / "llm_metrics.log.2").read_bytes() == plain
+    assert fresh.exists()
+    reasons = {r["path"]: r["reason"] for r in audit(log_dir, "cleanup_delete")}
+    assert reasons == {stale.name: "interrupted_compression", "llm_metrics.log.2.gz": "duplicate_of_plain"}
 
 
 def test_setup_log_cleaner_validates_and_takes_over(make_factory: MakeFactory, log_dir: Path) -> None:

@@ -60,6 +60,8 @@ RUN_LOCK_NAME: Final = ".cleanup.lock"
 """Hidden file in the log folder whose ``flock`` lets one cleanup run at a time."""
 _TMP_PREFIX: Final = ".cleanup-tmp-"
 _DAY: Final = 86400.0
+_STALE_TMP_SECONDS: Final = 3600.0
+"""A compression's temporary file this old belongs to a run that was killed."""
 _SETTLE_SECONDS: Final = 2.0
 """A file written this recently is never deleted or compressed, whatever the settings say."""
 _DETAIL_LIMIT: Final = 1000
@@ -268,13 +270,15 @@ class LogCleaner:
         now = self._clock()
         folders: dict[str, int] = {"": root}
         try:
-            entries = self._scan(folders, result)
+            leftovers: list[_Entry] = []
+            entries = self._scan(folders, result, leftovers)
             result.files_scanned = len(entries)
             cutoff = now - days * _DAY
             settled = now - _SETTLE_SECONDS
             gone: set[int] = set()
+            self._remove_leftovers(folders, entries, leftovers, now, dry, result, gone)
 
-            old = [i for i, e in enumerate(entries) if e.mtime < min(cutoff, settled)]
+            old = [i for i, e in enumerate(entries) if i not in gone and e.mtime < min(cutoff, settled)]
             self._apply(folders, entries, old, "age", dry, result, gone, cutoff)
 
             compress_days = self.settings.compress_after_days
@@ -293,7 +297,22 @@ class LogCleaner:
                 if name:
                     os.close(fd)
 
-    def _scan(self, folders: dict[str, int], result: CleanupResult) -> list[_Entry]:
+    def _remove_leftovers(
+        self, folders: dict[str, int], entries: list[_Entry], leftovers: list[_Entry], now: float, dry: bool,
+        result: CleanupResult, gone: set[int],
+    ) -> None:
+        """What an interrupted compression can leave: a hidden temporary file, or ``.N.gz``
+        beside the ``.N`` it was made from (killed between the swap's two steps). The plain
+        file always wins, so nothing is ever counted twice by a reader."""
+        stale = [e for e in leftovers if e.mtime < now - _STALE_TMP_SECONDS]
+        if stale:
+            self._apply(folders, stale, list(range(len(stale))), "interrupted_compression", dry, result, set())
+        plain = {(e.folder, e.name) for e in entries if not e.gz}
+        twins = [i for i, e in enumerate(entries) if e.gz and (e.folder, e.name[:-3]) in plain]
+        if twins:
+            self._apply(folders, entries, twins, "duplicate_of_plain", dry, result, gone)
+
+    def _scan(self, folders: dict[str, int], result: CleanupResult, leftovers: list[_Entry]) -> list[_Entry]:
         """Walk only the folders the patterns reach, never through a symlink."""
         entries: list[_Entry] = []
         pending = [""]
@@ -305,20 +324,20 @@ class LogCleaner:
                 self._fail(result, folder or ".", exc)
                 continue
             with listing:
-                entries.extend(self._scan_folder(folder, listing, folders, pending, result))
+                entries.extend(self._scan_folder(folder, listing, folders, pending, result, leftovers))
         return entries
 
     def _scan_folder(
         self, folder: str, listing: Iterator[os.DirEntry[str]], folders: dict[str, int], pending: list[str],
-        result: CleanupResult,
+        result: CleanupResult, leftovers: list[_Entry],
     ) -> list[_Entry]:
         prefix = tuple(folder.split("/")) if folder else ()
         found: list[_Entry] = []
         controlled: set[str] = set()
         for item in listing:
             name = item.name
-            if name.startswith(".") and name.endswith(LOCK_SUFFIX):
-                controlled.add(name[1:-len(LOCK_SUFFIX)])
+            if name.startswith("."):
+                _note_hidden(folder, item, controlled, leftovers)
             rel = (*prefix, name)
             try:
                 if item.is_symlink():
@@ -567,6 +586,20 @@ class LogCleaner:
     def _write(self, operation: str, **fields: Any) -> None:
         if self._audit is not None:
             self._audit.log_event(operation, **fields)
+
+
+def _note_hidden(folder: str, item: os.DirEntry[str], controlled: set[str], leftovers: list[_Entry]) -> None:
+    """Hidden names are never cleaned by pattern, but they tell which files are live (a
+    writer's control file sits beside each) and which are an interrupted compression's."""
+    name = item.name
+    if name.endswith(LOCK_SUFFIX):
+        controlled.add(name[1:-len(LOCK_SUFFIX)])
+    elif name.startswith(_TMP_PREFIX):
+        with contextlib.suppress(OSError):
+            if item.is_file(follow_symlinks=False):
+                st = item.stat(follow_symlinks=False)
+                leftovers.append(_Entry(folder, name, st.st_size, st.st_mtime, (st.st_dev, st.st_ino),
+                                        None, 0, False, False))
 
 
 # ---------------------------------------------------------------------------- patterns

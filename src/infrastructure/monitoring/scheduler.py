@@ -69,6 +69,7 @@ class LogCleanupService:
         self.cleanup_settings = cleanup if cleanup is not None else cleaner.settings
         self.system_settings = system if system is not None else SystemMetricsSettings()
         self._system_monitor = system_monitor
+        self._system: Any = None
         self.first_run_delay = first_run_delay
         self._lock = threading.RLock()
         self._scheduler: BackgroundScheduler | None = None
@@ -201,7 +202,9 @@ class LogCleanupService:
 
     def _system_job(self) -> None:
         try:
-            monitor = self._system_monitor() if self._system_monitor is not None else None
+            monitor = self._system
+            if monitor is None and self._system_monitor is not None:
+                monitor = self._system = self._system_monitor()  # once: it keeps psutil's CPU baseline
             if monitor is not None:
                 monitor.record_system_snapshot()
         except Exception:  # noqa: BLE001 - same: log it, keep the schedule
