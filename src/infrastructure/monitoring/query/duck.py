@@ -1,0 +1,410 @@
+"""Large scans on DuckDB, with the same answers and the same accounting as the Python loop.
+
+DuckDB's ``read_json`` (newline-delimited, ``ignore_errors``) turns every line into one
+row and a line it cannot read into a row of NULLs, so a damaged line is a row whose
+``timestamp`` is NULL (or not finite): one scan gives the answer *and* the number of
+skipped lines. Only when that number is not zero does a second, cheap query tell which
+files hold them, and the Python reader then finds their line numbers and reasons.
+
+Columns are read with the types the query needs (``DOUBLE`` for a field that is only
+aggregated or compared as a number, ``BOOLEAN`` for ``success``, ``VARCHAR`` otherwise),
+which is also how the Python loop reads values (``spec.as_number`` and friends).
+
+Whole immutable files (rotated backups and ``.gz``) are read through
+``/proc/self/fd/N`` from the descriptors the snapshot opened, so a rotation during the
+query cannot swap them; the live file and any part of a file chosen by a time window are
+first copied, byte-exact, into a private temporary folder (on ``/dev/shm`` when there is
+room), so DuckDB reads exactly the snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .files import Segment
+
+__all__ = ["DuckScan", "available"]
+
+_COPY_CHUNK: Final = 1 << 24
+_OTHER: Final = "__other__"
+
+
+def available() -> bool:
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class _Stats:
+    """One group's figures as DuckDB computed them (the shape ``build_rows`` reads)."""
+
+    count: int = 0
+    bad: int = 0
+    errors: int = 0
+    judged: int = 0
+    first_ts: float = math.inf
+    last_ts: float = -math.inf
+    num: dict[str, list[float]] = field(default_factory=dict)
+    latest: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    quant: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def quantile_values(self, name: str, qs: list[float]) -> list[float | None]:  # noqa: ARG002 - same shape as _Group
+        return self.quant[name]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckScan:
+    """Run one query plan over snapshot segments; ``groups`` then maps keys to ``_Stats``."""
+
+    def __init__(self, plan: Any, segments: list[Segment], *, threads: int, max_groups: int,
+                 memory_limit: str = "512MB") -> None:
+        self.plan = plan
+        self.segments = segments
+        self.threads = threads
+        self.max_groups = max_groups
+        self.memory_limit = memory_limit
+        self.groups: dict[tuple[Any, ...], _Stats] = {}
+        self.bad = 0
+        self.bad_inputs: list[Segment] = []
+        self.folded = 0
+        self.matched = 0
+        self._types = self._column_types()
+
+    # ------------------------------------------------------------------ SQL
+
+    def _column_types(self) -> dict[str, str]:
+        plan = self.plan
+        roles: dict[str, set[str]] = {}
+
+        def role(name: str, kind: str) -> None:
+            roles.setdefault(name, set()).add(kind)
+
+        for key in plan.keys:
+            role(key, "text")
+        for c in plan.conditions:
+            values = c.value if c.op == "in" else (c.value,)
+            for v in values:
+                if c.op in ("<", "<=", ">", ">=") or (v.__class__ in (int, float)):
+                    role(c.field, "num")
+                elif v is True or v is False:
+                    role(c.field, "bool")
+                else:
+                    role(c.field, "text")
+        for f in (*plan.num_fields, *plan.quant_fields):
+            role(f, "num")
+        for f in plan.latest_fields:
+            role(f, "text")
+        if any(a.kind in ("errors", "error_rate") for a in plan.aggregates):
+            role("success", "bool")
+        types = {"timestamp": "DOUBLE"}
+        for name, kinds in roles.items():
+            if name == "timestamp":
+                continue
+            types[name] = "DOUBLE" if kinds == {"num"} else "BOOLEAN" if kinds == {"bool"} else "VARCHAR"
+        return types
+
+    def _num(self, name: str) -> str:
+        col = _ident(name)
+        return col if self._types.get(name) == "DOUBLE" else f"TRY_CAST({col} AS DOUBLE)"
+
+    def _bool(self, name: str) -> str:
+        col = _ident(name)
+        return col if self._types.get(name) == "BOOLEAN" else f"TRY_CAST({col} AS BOOLEAN)"
+
+    def _text(self, name: str) -> str:
+        col = _ident(name)
+        return col if self._types.get(name) == "VARCHAR" else f"CAST({col} AS VARCHAR)"
+
+    def _equal(self, name: str, value: Any, params: list[Any]) -> str:
+        if value is None:
+            return f"{_ident(name)} IS NULL"
+        if value is True or value is False:
+            params.append(value)
+            return f"{self._bool(name)} = ?"
+        if value.__class__ is str:
+            params.append(value)
+            return f"{self._text(name)} = ?"
+        params.append(float(value))
+        return f"{self._num(name)} = ?"
+
+    def _where(self, params: list[Any]) -> str:
+        plan = self.plan
+        parts = []
+        if plan.since is not None:
+            params.append(plan.since)
+            parts.append("timestamp >= ?")
+        if plan.until is not None:
+            params.append(plan.until)
+            parts.append("timestamp < ?")
+        for c in plan.conditions:
+            if c.op == "=":
+                parts.append(self._equal(c.field, c.value, params))
+            elif c.op == "!=":
+                eq = self._equal(c.field, c.value, params)
+                parts.append(f"NOT COALESCE({eq}, false)" if c.value is not None else f"NOT ({eq})")
+            elif c.op == "in":
+                parts.append("(" + " OR ".join(f"COALESCE({self._equal(c.field, v, params)}, false)"
+                                               for v in c.value) + ")")
+            else:
+                params.append(float(c.value))
+                parts.append(f"{self._num(c.field)} {c.op} ?")
+        return " AND ".join(f"({p})" for p in parts) or "true"
+
+    def _key_exprs(self) -> list[str]:
+        exprs = [self._text(k) for k in self.plan.keys]
+        if self.plan.width:
+            exprs.append(f"floor(timestamp / {float(self.plan.width)!r}) * {float(self.plan.width)!r}")
+        return exprs
+
+    def _aggregates(self) -> tuple[list[str], list[tuple[str, Any]]]:
+        """Plain aggregates: damaged lines form groups of their own (``__ok`` is a key), so no
+        aggregate needs a ``FILTER`` and the scan costs what the bare query costs."""
+        plan = self.plan
+        sql = ["count(*)"]
+        layout: list[tuple[str, Any]] = [("count", None)]
+        if any(a.kind == "rate" for a in plan.aggregates):
+            sql += ["min(timestamp)", "max(timestamp)"]
+            layout += [("first", None), ("last", None)]
+        if any(a.kind in ("errors", "error_rate") for a in plan.aggregates):
+            sb = self._bool("success")
+            sql += [f"count(*) FILTER (WHERE {sb} = false)", f"count({sb})"]
+            layout += [("errors", None), ("judged", None)]
+        for f in plan.num_fields:
+            n = self._num(f)
+            sql += [f"count({n})", f"sum({n})", f"min({n})", f"max({n})"]
+            layout.append(("num", f))
+        for f in plan.quant_fields:
+            qs = [a.q for a in plan.aggregates if a.kind == "percentile" and a.field == f]
+            sql.append(f"quantile_cont({self._num(f)}, [{', '.join(repr(float(q)) for q in qs)}])")
+            layout.append(("quant", (f, len(qs))))
+        for f in plan.latest_fields:
+            t = self._text(f)
+            sql.append(f"arg_max({t}, timestamp) FILTER (WHERE {t} IS NOT NULL)")
+            layout.append(("latest", f))
+        return sql, layout
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, progress: Callable[[float], None] | None = None) -> None:
+        import duckdb
+
+        folder = _scratch_folder(sum(s.end - s.start for s in self.segments if not s.whole))
+        try:
+            inputs = self._inputs(folder)
+            con = duckdb.connect(config={"threads": self.threads, "memory_limit": self.memory_limit,
+                                         "temp_directory": os.path.join(folder, "spill")})
+            try:
+                con.execute("SET enable_progress_bar = false")
+                con.execute("SET preserve_insertion_order = false")
+                self._view(con, inputs)
+                self._aggregate(con, progress)
+                if self.bad:
+                    self._locate(con, inputs)
+            finally:
+                con.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _inputs(self, folder: str) -> list[tuple[str, bool, Segment]]:
+        """(path DuckDB reads, gzip?, segment) for each segment; partial or live ones copied."""
+        out = []
+        for i, seg in enumerate(self.segments):
+            fd = seg.handle.fileno()
+            if seg.whole:
+                out.append((f"/proc/self/fd/{fd}", seg.file.gz, seg))
+                continue
+            path = os.path.join(folder, f"part{i}.jsonl")
+            dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                _copy_range(fd, dst, seg.start, seg.end)
+            finally:
+                os.close(dst)
+            out.append((path, False, seg))
+        return out
+
+    def _view(self, con: Any, inputs: list[tuple[str, bool, Segment]]) -> None:
+        columns = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in self._types.items()) + "}"
+        selects: list[str] = []
+        located: list[str] = []
+        for gz in (False, True):
+            paths = [p for p, z, _ in inputs if z is gz]
+            if paths:
+                listed = "[" + ", ".join(_literal(p) for p in paths) + "]"
+                extra = ", compression='gzip'" if gz else ""
+                selects.append(
+                    f"SELECT * FROM read_json({listed}, columns={columns}, format='newline_delimited', "
+                    f"ignore_errors=true{extra})"
+                )
+                located.append(
+                    f"SELECT filename, timestamp FROM read_json({listed}, columns={{'timestamp': 'DOUBLE'}}, "
+                    f"format='newline_delimited', ignore_errors=true, filename=true{extra})"
+                )
+        body = " UNION ALL ".join(selects) if selects else "SELECT NULL::DOUBLE AS timestamp LIMIT 0"
+        con.execute(f"CREATE TEMP VIEW __src AS SELECT *, (timestamp IS NOT NULL AND isfinite(timestamp)) AS __ok "
+                    f"FROM ({body})")
+        self._locate_sql = " UNION ALL ".join(located)
+
+    def _aggregate(self, con: Any, progress: Callable[[float], None] | None) -> None:
+        params: list[Any] = []
+        where = self._where(params)
+        keys = self._key_exprs()
+        sql_aggs, layout = self._aggregates()
+        # damaged lines all fall in one group of their own, keys NULL
+        key_sql = [f"CASE WHEN __ok THEN {k} END AS __k{i}" for i, k in enumerate(keys)]
+        group = ", ".join([*(f"__k{i}" for i in range(len(keys))), "__ok"])
+        select = ", ".join([*key_sql, "__ok", *sql_aggs])
+        query = f"SELECT {select} FROM __src WHERE NOT __ok OR ({where}) GROUP BY {group} LIMIT {self.max_groups + 2}"
+        rows = _execute(con, query, params, progress)
+        if sum(1 for r in rows if r[len(keys)]) > self.max_groups:
+            rows = self._folded(con, keys, where, params, key_sql, sql_aggs, progress)
+        width = len(keys)
+        for row in rows:
+            key, ok, figures = tuple(row[:width]), row[width], row[width + 1:]
+            if not ok:
+                self.bad += int(figures[0])
+                continue
+            stats = _Stats()
+            for (kind, name), value in zip(layout, _chunks(figures, layout), strict=True):
+                _fill(stats, kind, name, value)
+            self.groups[key] = stats
+            self.matched += stats.count
+
+    def _folded(self, con: Any, keys: list[str], where: str, params: list[Any], key_sql: list[str],
+                sql_aggs: list[str], progress: Callable[[float], None] | None) -> list[Any]:
+        """More groups than ``max_groups``: the top ones by count exactly, the rest as ``__other__``."""
+        names = [f"__k{i}" for i in range(len(keys))]
+        ranked = ", ".join(f"{k} AS __k{i}" for i, k in enumerate(keys))
+        con.execute(f"CREATE TEMP TABLE __top AS SELECT {ranked} FROM __src WHERE __ok AND ({where}) "
+                    f"GROUP BY ALL ORDER BY count(*) DESC LIMIT {self.max_groups}", params)
+        distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {ranked} FROM __src WHERE __ok AND ({where}))",
+                               params).fetchone()
+        self.folded = max(0, int(distinct[0]) - self.max_groups) if distinct else 0
+        join = " AND ".join(f"t.{n} IS NOT DISTINCT FROM s.{n}" for n in names)
+        folded_keys = ", ".join(
+            f"CASE WHEN t.__hit THEN s.{n} ELSE {_literal(_OTHER)} END AS {n}" for n in names
+        )
+        inner = ", ".join([*key_sql, "*"])
+        aggs = ", ".join(sql_aggs)
+        query = (f"SELECT {folded_keys}, s.__ok, {aggs} FROM (SELECT {inner} FROM __src WHERE NOT __ok OR ({where})) s "
+                 f"LEFT JOIN (SELECT *, true AS __hit FROM __top) t ON {join} GROUP BY ALL")
+        return _execute(con, query, params, progress)
+
+    def _locate(self, con: Any, inputs: list[tuple[str, bool, Segment]]) -> None:
+        """Which inputs hold the skipped lines (the Python reader then says where and why)."""
+        found = con.execute(f"SELECT filename, count(*) FROM ({self._locate_sql}) "
+                            "WHERE timestamp IS NULL OR NOT isfinite(timestamp) GROUP BY filename").fetchall()
+        by_path = {p: seg for p, _, seg in inputs}
+        self.bad_inputs = [by_path[name] for name, _ in found if name in by_path]
+
+
+def _chunks(figures: Iterable[Any], layout: list[tuple[str, Any]]) -> list[Any]:
+    it = iter(figures)
+    out = []
+    for kind, _ in layout:
+        if kind == "num":
+            out.append([next(it), next(it), next(it), next(it)])
+        else:
+            out.append(next(it))
+    return out
+
+
+def _fill(stats: _Stats, kind: str, name: Any, value: Any) -> None:
+    if kind == "count":
+        stats.count = int(value)
+    elif kind == "first":
+        stats.first_ts = math.inf if value is None else value
+    elif kind == "last":
+        stats.last_ts = -math.inf if value is None else value
+    elif kind == "bad":
+        stats.bad = int(value)
+    elif kind == "errors":
+        stats.errors = int(value)
+    elif kind == "judged":
+        stats.judged = int(value)
+    elif kind == "num":
+        n, total, low, high = value
+        if total is not None and float(total).is_integer() and abs(total) < 2**53:
+            total = int(total)
+        stats.num[name] = [int(n), total or 0, low, high]
+    elif kind == "quant":
+        label, n = name
+        stats.quant[label] = list(value) if value is not None else [None] * n
+    elif kind == "latest":
+        stats.latest[name] = (0, _decode(value))
+
+
+def _decode(text: Any) -> Any:
+    if text is None:
+        return None
+    import orjson
+
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return value if value.__class__ in (int, float) else text
+
+
+def _execute(con: Any, query: str, params: list[Any], progress: Callable[[float], None] | None) -> list[Any]:
+    if progress is None:
+        return list(con.execute(query, params).fetchall())
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.extend(con.execute(query, params).fetchall())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+        with contextlib.suppress(Exception):
+            done = con.query_progress()
+            if done is not None and done >= 0:
+                progress(float(done) / 100)
+    if failure:
+        raise failure[0]
+    return result
+
+
+def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+    """Bytes ``[start, end)`` of ``src`` to ``dst``, in the kernel when it can."""
+    pos = start
+    while pos < end:
+        try:
+            sent = os.sendfile(dst, src, pos, min(_COPY_CHUNK, end - pos))
+        except OSError:
+            sent = os.write(dst, os.pread(src, min(_COPY_CHUNK, end - pos), pos))
+        if sent <= 0:
+            raise OSError(f"copy of a log segment stopped at {pos} of {end}")
+        pos += sent
+
+
+def _scratch_folder(needed: int) -> str:
+    """A private folder for copies and DuckDB's spill files: RAM-backed when it has room."""
+    shm = "/dev/shm"
+    with contextlib.suppress(OSError):
+        if os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * needed + (64 << 20):
+            return tempfile.mkdtemp(prefix="monitoring-query-", dir=shm)
+    return tempfile.mkdtemp(prefix="monitoring-query-")

@@ -1,0 +1,343 @@
+"""Which files hold a family, in what time order, and where a time window starts in them.
+
+A family is ``<name>.log`` (the live file) plus ``.1`` (newest backup) … ``.N`` and their
+``.gz`` forms. Records are appended in time order, so file ``.k`` holds records older
+than those of ``.k-1``: the first record of each file bounds the last record of the next
+older one. That is all the reader needs to skip whole files outside a window, and,
+inside a plain file, to find the window's first line by bisection instead of reading.
+
+Writers in several processes stamp a record just before writing it, so neighbouring
+lines may be out of order by a little: every time bound is widened by ``DISORDER``
+seconds when choosing files and offsets, and records are then filtered exactly.
+
+A query works on a *snapshot*: each chosen file is opened (a descriptor keeps its
+contents reachable through later renames and deletions) and its size noted, and only
+the bytes up to the last newline before that size are read. A rotation or a cleanup
+during the query can therefore neither hide a record nor show it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final
+
+import orjson
+
+from .._sink import parse_backup_name
+
+__all__ = ["DISORDER", "FamilyFile", "Segment", "Snapshot", "discover", "family_name"]
+
+DISORDER: Final = 60.0
+"""Seconds by which records of one family may be out of order on disk."""
+_PEEK: Final = 64 * 1024
+_IN_FLIGHT_SECONDS: Final = 5.0
+_TS_RE: Final = re.compile(rb'"timestamp"\s*:\s*(-?[0-9][0-9.eE+-]*)')
+
+
+def family_name(base: str) -> str:
+    """``llm_metrics.log`` -> ``llm``; any other ``x.log`` -> ``x``."""
+    stem = base[:-4] if base.endswith(".log") else base
+    return stem[: -len("_metrics")] if stem.endswith("_metrics") else stem
+
+
+@dataclass(slots=True)
+class FamilyFile:
+    path: Path
+    base: str
+    index: int
+    """0 for the live file, k for ``.k`` / ``.k.gz``."""
+    gz: bool
+    size: int
+    mtime: float
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def discover(log_dir: str | os.PathLike[str], module: str | None = None) -> dict[str, list[FamilyFile]]:
+    """Every family in ``log_dir`` (hidden files aside), oldest file first.
+
+    A ``.N`` beside a ``.N.gz`` (a compression interrupted half way) is read once: the
+    plain file wins, as in the cleaner.
+    """
+    folder = Path(log_dir)
+    found: dict[str, dict[int, FamilyFile]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return {}
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        parsed = parse_backup_name(name)
+        if parsed is not None:
+            base, index, gz = parsed
+        elif name.endswith(".log"):
+            base, index, gz = name, 0, False
+        elif name.endswith(".log.gz"):
+            base, index, gz = name[:-3], 0, True
+        else:
+            continue
+        fam = family_name(base)
+        if module is not None and fam != module:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        slot = found.setdefault(fam, {})
+        if index in slot and not slot[index].gz:
+            continue  # the plain twin wins
+        slot[index] = FamilyFile(Path(entry.path), base, index, gz, st.st_size, st.st_mtime)
+    return {fam: [files[i] for i in sorted(files, reverse=True)] for fam, files in sorted(found.items())}
+
+
+@dataclass(slots=True)
+class Segment:
+    """Bytes ``[start, end)`` of one opened file (``end`` on a line boundary), to be read."""
+
+    file: FamilyFile
+    handle: IO[bytes]
+    start: int
+    end: int
+    first_line: int | None
+    """Line number of ``start`` (1-based) when known; ``None`` after a seek."""
+    torn: int = 0
+    """Bytes after ``end`` that a dead writer left without a newline (reported, never parsed)."""
+    size: int = 0
+    """The file's size when the query opened it."""
+
+    @property
+    def whole(self) -> bool:
+        """Is this all of an immutable file, exactly as it is on disk?"""
+        return self.start == 0 and not self.torn and (self.file.gz or (self.file.index > 0 and self.end == self.size))
+
+
+@dataclass
+class Snapshot:
+    """The files of one query, opened once; close it (or use ``with``) when done."""
+
+    segments: list[Segment] = field(default_factory=list)
+    _handles: list[IO[bytes]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for handle in self._handles:
+            with contextlib.suppress(OSError):
+                handle.close()
+        self._handles.clear()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.end - s.start for s in self.segments)
+
+    @classmethod
+    def open(cls, files: list[FamilyFile], since: float | None = None, until: float | None = None) -> Snapshot:
+        """Open the files that may hold records in ``[since, until)`` and bound what to read."""
+        snap = cls()
+        try:
+            firsts: list[float | None] = []
+            opened: list[tuple[FamilyFile, IO[bytes], int]] = []
+            for f in files:
+                try:
+                    handle: IO[bytes] = open(f.path, "rb")  # noqa: SIM115 - closed by Snapshot.close
+                except FileNotFoundError:
+                    continue  # rotated away or cleaned between listing and opening
+                snap._handles.append(handle)
+                size = os.fstat(handle.fileno()).st_size
+                opened.append((f, handle, size))
+                firsts.append(_first_timestamp(handle, f.gz))
+            for i, (f, handle, size) in enumerate(opened):
+                newer_first = next((t for t in firsts[i + 1:] if t is not None), None)
+                first = firsts[i]
+                if until is not None and first is not None and first >= until + DISORDER:
+                    continue  # starts after the window
+                if since is not None and newer_first is not None and newer_first < since - DISORDER:
+                    continue  # everything here predates a newer file that predates the window
+                segment = _bounded(f, handle, size, since, until)
+                if segment is not None:
+                    snap.segments.append(segment)
+        except BaseException:
+            snap.close()
+            raise
+        return snap
+
+
+def _first_timestamp(handle: IO[bytes], gz: bool) -> float | None:
+    try:
+        if gz:
+            handle.seek(0)
+            with gzip.GzipFile(fileobj=handle) as unpacked:
+                head = unpacked.read(_PEEK)
+        else:
+            head = os.pread(handle.fileno(), _PEEK, 0)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return _scan_timestamp(head)
+
+
+def _scan_timestamp(data: bytes) -> float | None:
+    """The timestamp of the first complete line of ``data`` that has one."""
+    for line in data.split(b"\n")[:-1]:
+        ts = line_timestamp(line)
+        if ts is not None:
+            return ts
+    return None
+
+
+def line_timestamp(line: bytes) -> float | None:
+    match = _TS_RE.search(line, 0, 200)
+    if match is None:
+        return None
+    try:
+        return float(match.group(1))
+    except ValueError:
+        return None
+
+
+def _bounded(f: FamilyFile, handle: IO[bytes], size: int, since: float | None,
+             until: float | None) -> Segment | None:
+    """The part of one file to read: all of a ``.gz``; for a plain file, from the line where
+    ``since`` starts to the line where ``until`` ends (each found by bisection), cut at the
+    last newline present when the query started."""
+    if f.gz:
+        return Segment(f, handle, 0, size, 1, 0, size)
+    fd = handle.fileno()
+    end = _last_newline(fd, size)
+    # A partial last line is still being written in a live file that changed a moment ago;
+    # anywhere else its writer died mid-line.
+    torn = size - end if (f.index > 0 or time.time() - f.mtime > _IN_FLIGHT_SECONDS) else 0
+    if end <= 0 and not torn:
+        return None
+    start, first_line = 0, 1
+    first_line_known: int | None = first_line
+    if since is not None:
+        start = _bisect(fd, end, since - DISORDER)
+        if start > 0:
+            first_line_known = None
+    if until is not None:
+        cut = _bisect(fd, end, until + DISORDER)
+        if cut < end:
+            end, torn = cut, 0
+    if start >= end and not torn:
+        return None
+    return Segment(f, handle, start, end, first_line_known, torn, size)
+
+
+def _last_newline(fd: int, size: int) -> int:
+    """Offset just past the last ``\\n`` before ``size`` (a line still being written is not read)."""
+    pos = size
+    while pos > 0:
+        step = min(_PEEK, pos)
+        chunk = os.pread(fd, step, pos - step)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return pos - step + cut + 1
+        pos -= step
+    return 0
+
+
+def _bisect(fd: int, end: int, target: float) -> int:
+    """The start of the first line whose timestamp is >= ``target`` (approximately: lines
+    without a timestamp are stepped over), within ``[0, end)``."""
+    lo, hi = 0, end
+    while hi - lo > _PEEK:
+        mid = (lo + hi) // 2
+        chunk = os.pread(fd, 4096, mid)
+        nl = chunk.find(b"\n")
+        if nl < 0 or mid + nl + 1 >= end:
+            hi = mid
+            continue
+        line_start = mid + nl + 1
+        ts = _scan_timestamp(os.pread(fd, 4096, line_start))
+        if ts is None or ts >= target:
+            hi = mid
+        else:
+            lo = line_start
+    # finish linearly inside the last window
+    chunk = os.pread(fd, hi - lo + 4096, lo)
+    pos = 0
+    if lo > 0:
+        nl = chunk.find(b"\n")
+        if nl < 0:
+            return end
+        pos = nl + 1
+    while lo + pos < end:
+        nl = chunk.find(b"\n", pos)
+        if nl < 0:
+            return min(lo + pos, end)
+        ts = line_timestamp(chunk[pos:nl])
+        if ts is not None and ts >= target:
+            return lo + pos
+        pos = nl + 1
+    return end
+
+
+def read_segment(segment: Segment, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The segment's bytes in chunks that end on a line boundary."""
+    handle = segment.handle
+    if segment.file.gz:
+        handle.seek(0)
+        with gzip.GzipFile(fileobj=handle) as unpacked:
+            yield from _line_chunks(unpacked, chunk_size)
+        return
+    fd = handle.fileno()
+    pos = segment.start
+    carry = b""
+    while pos < segment.end:
+        data = os.pread(fd, min(chunk_size, segment.end - pos), pos)
+        if not data:
+            break
+        pos += len(data)
+        data = carry + data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        carry = data[cut:]
+    if carry:
+        yield carry
+
+
+def _line_chunks(stream: io.BufferedIOBase | gzip.GzipFile, chunk_size: int) -> Iterator[bytes]:
+    carry = b""
+    while True:
+        try:
+            data = stream.read(chunk_size)
+        except (EOFError, zlib.error, OSError):
+            data = b""  # a truncated archive: what was readable is kept, the tail counts as torn
+            if carry:
+                yield carry
+            return
+        if not data:
+            break
+        data = carry + data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        carry = data[cut:]
+    if carry:
+        yield carry
+
+
+def peek_json(line: bytes) -> object:
+    """``orjson.loads`` that returns ``None`` instead of raising (for status and tail)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
