@@ -34,6 +34,11 @@ from .files import Segment
 __all__ = ["DuckScan", "available"]
 
 _COPY_CHUNK: Final = 1 << 24
+_MAX_LINE: Final = 2 << 20
+"""Longest line DuckDB reads (the writers cap theirs at 1 MiB); longer ones count as unreadable."""
+_READ_OPTIONS: Final = f"maximum_object_size={_MAX_LINE}, auto_detect=false, records=true"
+"""The columns are given, so nothing is sampled: sampling opens many files at once, each with
+a 32 MiB buffer, and a family of many small backups would run out of memory."""
 _OTHER: Final = "__other__"
 
 
@@ -243,7 +248,6 @@ class DuckScan:
     def _view(self, con: Any, inputs: list[tuple[str, bool, Segment]]) -> None:
         columns = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in self._types.items()) + "}"
         selects: list[str] = []
-        located: list[str] = []
         for gz in (False, True):
             paths = [p for p, z, _ in inputs if z is gz]
             if paths:
@@ -251,16 +255,12 @@ class DuckScan:
                 extra = ", compression='gzip'" if gz else ""
                 selects.append(
                     f"SELECT * FROM read_json({listed}, columns={columns}, format='newline_delimited', "
-                    f"ignore_errors=true{extra})"
-                )
-                located.append(
-                    f"SELECT filename, timestamp FROM read_json({listed}, columns={{'timestamp': 'DOUBLE'}}, "
-                    f"format='newline_delimited', ignore_errors=true, filename=true{extra})"
+                    f"ignore_errors=true, {_READ_OPTIONS}{extra})"
                 )
         body = " UNION ALL ".join(selects) if selects else "SELECT NULL::DOUBLE AS timestamp LIMIT 0"
         con.execute(f"CREATE TEMP VIEW __src AS SELECT *, (timestamp IS NOT NULL AND isfinite(timestamp)) AS __ok "
                     f"FROM ({body})")
-        self._locate_sql = " UNION ALL ".join(located)
+
 
     def _aggregate(self, con: Any, progress: Callable[[float], None] | None) -> None:
         params: list[Any] = []
@@ -308,11 +308,22 @@ class DuckScan:
         return _execute(con, query, params, progress)
 
     def _locate(self, con: Any, inputs: list[tuple[str, bool, Segment]]) -> None:
-        """Which inputs hold the skipped lines (the Python reader then says where and why)."""
-        found = con.execute(f"SELECT filename, count(*) FROM ({self._locate_sql}) "
-                            "WHERE timestamp IS NULL OR NOT isfinite(timestamp) GROUP BY filename").fetchall()
-        by_path = {p: seg for p, _, seg in inputs}
-        self.bad_inputs = [by_path[name] for name, _ in found if name in by_path]
+        """Which inputs hold the skipped lines (the Python reader then says where and why).
+        One small query per file, newest first, until all are found: the damage is rare and
+        a single query over many files would need a read buffer per file at once."""
+        remaining = self.bad
+        for path, gz, segment in reversed(inputs):
+            extra = ", compression='gzip'" if gz else ""
+            found = con.execute(
+                f"SELECT count(*) FROM read_json({_literal(path)}, columns={{'timestamp': 'DOUBLE'}}, "
+                f"format='newline_delimited', ignore_errors=true, {_READ_OPTIONS}{extra}) "
+                "WHERE timestamp IS NULL OR NOT isfinite(timestamp)"
+            ).fetchone()
+            if found and found[0]:
+                self.bad_inputs.append(segment)
+                remaining -= int(found[0])
+                if remaining <= 0:
+                    return
 
 
 def _chunks(figures: Iterable[Any], layout: list[tuple[str, Any]]) -> list[Any]:

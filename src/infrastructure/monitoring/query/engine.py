@@ -253,10 +253,10 @@ class LogParser:
         if order_by is not None and order_by not in names and order_by not in keys and order_by != "bucket":
             raise QueryError(f"order_by {order_by!r} is neither a group-by field nor an aggregate ({', '.join(names)})")
 
-        files = self._files(module)
+        modules = self._modules(module)
         plan = _Plan(conditions, aggregates, keys, width, lo, hi)
         skipped = SkipReport()
-        with Snapshot.open(files, lo, hi) as snap:
+        with Snapshot.open(self.log_dir, modules, lo, hi) as snap:
             use_duck = engine == "duckdb" or (engine == "auto" and snap.bytes >= self.duckdb_threshold)
             if use_duck and not duck_available():
                 if engine == "duckdb":
@@ -315,19 +315,16 @@ class LogParser:
             progress(total, total)
         return build_rows(plan, scan.groups.items(), lo, hi), 0, scan.matched, scan.folded
 
-    def _files(self, module: str | Sequence[str] | None) -> list[FamilyFile]:
+    def _modules(self, module: str | Sequence[str] | None) -> list[str]:
         families = self.families()
         if module is None:
-            wanted = list(families)
-        else:
-            wanted = [module] if isinstance(module, str) else list(module)
-            missing = [m for m in wanted if m not in families]
-            if missing and not families:
-                return []
-            if missing and len(missing) == len(wanted):
-                known = ", ".join(families) or "none"
-                raise QueryError(f"no log files for module {missing[0]!r} in {self.log_dir} (modules here: {known})")
-        return [f for m in wanted for f in families.get(m, [])]
+            return list(families)
+        wanted = [module] if isinstance(module, str) else list(module)
+        missing = [m for m in wanted if m not in families]
+        if missing and families and len(missing) == len(wanted):
+            known = ", ".join(families)
+            raise QueryError(f"no log files for module {missing[0]!r} in {self.log_dir} (modules here: {known})")
+        return [m for m in wanted if m in families]
 
     def _window(self, since: Any, until: Any, last: Any) -> tuple[float | None, float | None]:
         lo, hi = parse_time(since), parse_time(until)
@@ -411,14 +408,15 @@ class _Scan:
                 self.progress(done, self.total)
 
     def _segment(self, segment: Segment) -> None:
-        line_no = segment.first_line or 0
+        first = (segment.first_line or 1) - 1
+        line_no = first
         chunk_start = segment.start
         for chunk in read_segment(segment):
             n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
             self._every_line(segment, chunk, chunk_start, line_no)
             line_no += n
             chunk_start += len(chunk)
-        self.lines += line_no - (segment.first_line or 0)
+        self.lines += line_no - first
         if segment.torn:
             tail = os.pread(segment.handle.fileno(), min(segment.torn, 200), segment.end)
             self._skip(segment, line_no + 1, segment.end, "torn", tail)

@@ -19,6 +19,7 @@ during the query can therefore neither hide a record nor show it twice.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import io
 import os
@@ -33,6 +34,7 @@ from typing import IO, Final
 import orjson
 
 from .._sink import parse_backup_name
+from ..schema import lock_path_for
 
 __all__ = ["DISORDER", "FamilyFile", "Segment", "Snapshot", "discover", "family_name"]
 
@@ -120,8 +122,14 @@ class Segment:
 
     @property
     def whole(self) -> bool:
-        """Is this all of an immutable file, exactly as it is on disk?"""
-        return self.start == 0 and not self.torn and (self.file.gz or (self.file.index > 0 and self.end == self.size))
+        """Is this all of a file that can no longer change? (A backup rotated a moment ago may
+        still receive a line from a writer that has not noticed the rotation yet.)"""
+        if self.start or self.torn:
+            return False
+        if self.file.gz:
+            return True
+        settled = time.time() - self.file.mtime > _IN_FLIGHT_SECONDS
+        return self.file.index > 0 and self.end == self.size and settled
 
 
 @dataclass
@@ -148,35 +156,63 @@ class Snapshot:
         return sum(s.end - s.start for s in self.segments)
 
     @classmethod
-    def open(cls, files: list[FamilyFile], since: float | None = None, until: float | None = None) -> Snapshot:
-        """Open the files that may hold records in ``[since, until)`` and bound what to read."""
+    def open(cls, log_dir: str | os.PathLike[str], modules: list[str], since: float | None = None,
+             until: float | None = None) -> Snapshot:
+        """Open the files of ``modules`` that may hold records in ``[since, until)``."""
         snap = cls()
         try:
+            for module in modules:
+                snap._add_family(Path(log_dir), module, since, until)
+        except BaseException:
+            snap.close()
+            raise
+        return snap
+
+    def _add_family(self, log_dir: Path, module: str, since: float | None, until: float | None) -> None:
+        """List and open one family while holding its rotation lock shared: no writer can shift
+        ``.1`` to ``.2`` between the listing and the opening (which would hide a file)."""
+        files = discover(log_dir, module).get(module, [])
+        if not files:
+            return
+        with _shared_lock(log_dir, files[-1].base):
+            files = discover(log_dir, module).get(module, [])
             firsts: list[float | None] = []
             opened: list[tuple[FamilyFile, IO[bytes], int]] = []
             for f in files:
                 try:
                     handle: IO[bytes] = open(f.path, "rb")  # noqa: SIM115 - closed by Snapshot.close
                 except FileNotFoundError:
-                    continue  # rotated away or cleaned between listing and opening
-                snap._handles.append(handle)
-                size = os.fstat(handle.fileno()).st_size
-                opened.append((f, handle, size))
-                firsts.append(_first_timestamp(handle, f.gz))
-            for i, (f, handle, size) in enumerate(opened):
-                newer_first = next((t for t in firsts[i + 1:] if t is not None), None)
-                first = firsts[i]
-                if until is not None and first is not None and first >= until + DISORDER:
-                    continue  # starts after the window
-                if since is not None and newer_first is not None and newer_first < since - DISORDER:
-                    continue  # everything here predates a newer file that predates the window
-                segment = _bounded(f, handle, size, since, until)
-                if segment is not None:
-                    snap.segments.append(segment)
-        except BaseException:
-            snap.close()
-            raise
-        return snap
+                    continue  # removed by a cleaner between listing and opening
+                self._handles.append(handle)
+                opened.append((f, handle, os.fstat(handle.fileno()).st_size))
+        for f, handle, _ in opened:
+            firsts.append(_first_timestamp(handle, f.gz))
+        for i, (f, handle, size) in enumerate(opened):
+            newer_first = next((t for t in firsts[i + 1:] if t is not None), None)
+            first = firsts[i]
+            if until is not None and first is not None and first >= until + DISORDER:
+                continue  # starts after the window
+            if since is not None and newer_first is not None and newer_first < since - DISORDER:
+                continue  # everything here predates a newer file that predates the window
+            segment = _bounded(f, handle, size, since, until)
+            if segment is not None:
+                self.segments.append(segment)
+
+
+@contextlib.contextmanager
+def _shared_lock(log_dir: Path, base: str) -> Iterator[None]:
+    """The family's rotation ``flock``, shared (readers never exclude each other). A family no
+    writer of this package uses, or a control file this user may not open, is read unlocked."""
+    try:
+        fd = os.open(log_dir / lock_path_for(base), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _first_timestamp(handle: IO[bytes], gz: bool) -> float | None:
