@@ -5,8 +5,10 @@ Exit status: 0 success, 1 an error the user can fix (bad config), 2 bad usage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,11 @@ def demo(seconds: float, seed: int, config: str | None, log_dir: str | None) -> 
     for name, lines, size, added in rows:
         click.echo(f"  {name:<{width}}  {lines:>7}  {size:>10}  {added:>10}")
     click.echo(f"Each line is one JSON record; try:  tail -n 3 {folder}/llm_metrics.log")
+    from .query import LogParser
+    from .query.reports import build_report
+
+    click.echo()
+    print_report(build_report(LogParser(folder), hours=max(seconds, 60) / 3600 + 1 / 60))
 
 
 def _count_lines(path: Path) -> int:
@@ -238,6 +245,280 @@ def run(system_interval: float | None, interval_hours: float | None, config: str
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo(f"stopped cleanly after {runs} cleanup runs")
+
+
+# --------------------------------------------------------------------------- reading the logs
+
+
+def _log_folder(config: str | None, log_dir: str | None) -> Path:
+    return Path(log_dir) if log_dir else _settings(config, None).logging.log_dir
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal (stderr), nothing when the output is piped."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _console(*, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200  # piped or captured: do not fold tables at 80 columns
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+_FIELD_LABELS = {
+    "response_time": "latency s", "time_to_first_token": "ttft s", "duration": "dur s",
+    "prompt_tokens": "prompt tok", "completion_tokens": "compl tok", "total_tokens": "tokens",
+    "input_tokens": "input tok", "cpu_percent": "cpu %", "memory_percent": "mem %", "process_rss_bytes": "rss",
+}
+_AGG_LABELS = {"count": "count", "errors": "errors", "error_rate": "error %", "rate": "per s"}
+
+
+def _header(column: str) -> str:
+    """A short column title: ``p95_response_time`` -> ``p95 latency s``, ``sum_total_tokens`` -> ``tokens``."""
+    if column in _AGG_LABELS:
+        return _AGG_LABELS[column]
+    kind, _, field = column.partition("_")
+    if field and (kind in ("avg", "min", "max", "sum", "latest") or (kind[:1] == "p" and kind[1:2].isdigit())):
+        label = _FIELD_LABELS.get(field, field)
+        return label if kind == "sum" else f"{kind} {label}"
+    return column
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if name.endswith("error_rate"):
+            return f"{value:.2%}"
+        if "bytes" in name or name.endswith("_size"):
+            return _human(value)
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return _human(value) if ("bytes" in name or name.endswith("_size")) else f"{value:,}"
+    return str(value)
+
+
+def _table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for c in columns:
+        numeric = any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
+        table.add_column(_header(c), justify="right" if numeric else "left", overflow="fold")
+    for r in rows:
+        table.add_row(*(_cell(c, r.get(c)) for c in columns))
+    return table
+
+
+def _window_text(since: float | None, until: float | None) -> str:
+    from datetime import UTC, datetime
+
+    def iso(t: float | None) -> str:
+        return "the beginning" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    return f"{iso(since)} to {iso(until) if until is not None else 'now'}"
+
+
+def _print_skipped(console: Any, skipped: Any) -> None:
+    if not skipped:
+        return
+    console.print(f"[yellow]{skipped.summary()}[/yellow]")
+    for s in skipped.samples[:5]:
+        console.print(f"  {s.file}:{s.line or '?'} {s.reason}: {s.excerpt[:80]}")
+
+
+def print_report(report: Any, console: Any | None = None) -> None:
+    console = console or _console()
+    console.print(f"[bold]Report[/bold] for {_window_text(report.since, report.until)} "
+                  f"({report.seconds:.2f}s)")
+    if not report.sections:
+        console.print("no records in this window")
+    for section in report.sections:
+        console.print(_table(section.title, section.columns, section.rows))
+    _print_skipped(console, report.skipped)
+
+
+@main.command()
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              help="Window: the last N hours.")
+@click.option("--all", "everything", is_flag=True, help="Everything in the files, whatever its age.")
+@click.option("--module", default=None, help="Only this module's section(s): llm, tool, checkpoint, task, system.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_config_option
+@_log_dir_option
+def report(hours: float, everything: bool, module: str | None, fmt: str, config: str | None,
+           log_dir: str | None) -> None:
+    """Usage of LLMs, tools, checkpoints, tasks and the system over a window, from the logs."""
+    from .query import LogParser, QueryError
+    from .query.reports import build_report, report_json
+
+    parser = LogParser(_log_folder(config, log_dir))
+    try:
+        with _progress("reading logs") as progress:
+            result = build_report(parser, hours=None if everything else hours, module=module, progress=progress)
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if fmt == "json":
+        click.echo(json.dumps(report_json(result), indent=2))
+    else:
+        print_report(result)
+
+
+@main.command()
+@click.option("--module", "modules", multiple=True, help="Module (family) to read; repeatable; default all.")
+@click.option("--operation", "operations", multiple=True, help="Only these operations; repeatable.")
+@click.option("--where", "wheres", multiple=True, metavar="FIELD=VALUE",
+              help="Filter: FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>N, FIELD<=N, FIELD>=N; repeatable.")
+@click.option("--since", default=None, help="Start (epoch seconds or ISO 8601).")
+@click.option("--until", default=None, help="End, exclusive (epoch seconds or ISO 8601).")
+@click.option("--last", default=None, help="The last span, e.g. 15m, 1h, 7d.")
+@click.option("--group-by", "group_by", multiple=True, help="Group by this field; repeatable.")
+@click.option("--bucket", default=None, help="Also group by time bucket: 1m, 5m, 1h, 1d ...")
+@click.option("--agg", "aggs", multiple=True,
+              help="count, sum:F, avg:F, min:F, max:F, pNN:F (p95:response_time), error_rate, errors, rate, "
+                   "latest:F; repeatable (default: count).")
+@click.option("--order-by", default=None, help="Sort by this aggregate or field (descending).")
+@click.option("--asc", is_flag=True, help="Sort ascending.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep the first N rows (top-N).")
+@click.option("--max-groups", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Beyond this many groups, the smaller ones fold into one __other__ row.")
+@click.option("--engine", type=click.Choice(["auto", "python", "duckdb"]), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_config_option
+@_log_dir_option
+def query(modules: tuple[str, ...], operations: tuple[str, ...], wheres: tuple[str, ...], since: str | None,
+          until: str | None, last: str | None, group_by: tuple[str, ...], bucket: str | None, aggs: tuple[str, ...],
+          order_by: str | None, asc: bool, limit: int | None, max_groups: int, engine: str, fmt: str,
+          config: str | None, log_dir: str | None) -> None:
+    """Filter, group and aggregate records; prints a table, a JSON array of rows or CSV.
+
+    \b
+    Example: monitoring query --module llm --last 1h --group-by model \\
+                 --agg count --agg p95:response_time --agg error_rate --format json
+    """
+    from .query import LogParser, QueryError
+
+    parser = LogParser(_log_folder(config, log_dir))
+    try:
+        with _progress("scanning") as progress:
+            result = parser.query(
+                list(modules) or None, operation=list(operations) or None, where=list(wheres), since=since,
+                until=until, last=last, group_by=list(group_by), bucket=bucket, aggs=list(aggs) or ["count"],
+                order_by=order_by, descending=not asc, limit=limit, max_groups=max_groups, progress=progress,
+                engine=engine,
+            )
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from exc
+    columns = [*result.group_by, *result.aggregates]
+    if fmt == "json":
+        click.echo(json.dumps(result.rows))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in result.rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    else:
+        console = _console()
+        console.print(_table(f"{len(result.rows)} rows, {result.records_matched:,} records, "
+                             f"{_human(result.bytes_read)} read in {result.seconds:.2f}s", columns, result.rows))
+        if result.folded_groups:
+            console.print(f"{result.folded_groups:,} smaller groups folded into __other__ (--max-groups {max_groups})")
+    if result.skipped:
+        err = _console(stderr=True)
+        _print_skipped(err, result.skipped)
+
+
+@main.command()
+@click.option("--module", default="llm", show_default=True, help="Family to follow.")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("-f", "--follow", "keep", is_flag=True, help="Keep printing new lines, across rotations.")
+@_config_option
+@_log_dir_option
+def tail(module: str, lines: int, keep: bool, config: str | None, log_dir: str | None) -> None:
+    """The last lines of a family's live file; with -f, every new line as it is written."""
+    from .query.storage import follow
+
+    folder = _log_folder(config, log_dir)
+    out = sys.stdout.buffer
+    try:
+        for line in follow(folder, module, lines=lines, keep_going=lambda: keep):
+            out.write(line + b"\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        sys.stderr.close()
+
+
+@main.command()
+@_config_option
+@_log_dir_option
+def status(config: str | None, log_dir: str | None) -> None:
+    """Storage at a glance: families, files, bytes, records, time span, free disk, writer faults."""
+    from .query.storage import folder_status
+
+    state = folder_status(_log_folder(config, log_dir))
+    console = _console()
+    rows = [{"module": f.module, "files": f.files, "gz": f.compressed_files, "size": f.bytes,
+             "records": f.records, "oldest": _window_text(f.oldest, None).split(" to ")[0] if f.oldest else "-",
+             "newest": _window_text(f.newest, None).split(" to ")[0] if f.newest else "-"} for f in state.families]
+    console.print(_table(f"Log folder {state.log_dir}", ["module", "files", "gz", "size", "records", "oldest",
+                                                         "newest"], rows))
+    if state.free_bytes is not None and state.total_bytes:
+        console.print(f"free disk: {_human(state.free_bytes)} of {_human(state.total_bytes)} "
+                      f"({state.free_bytes / state.total_bytes:.0%})")
+    if state.faults:
+        console.print(_table("Writer faults reported in the logs", ["module", "count", "sum_dropped", "latest_fault"],
+                             state.faults))
+    else:
+        console.print("writer faults: none reported")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "prometheus"]), required=True)
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="File to write (written whole, then renamed into place).")
+@_config_option
+@_log_dir_option
+def export(fmt: str, hours: float, output: str, config: str | None, log_dir: str | None) -> None:
+    """Write the report of the last N hours as JSON, CSV or Prometheus text."""
+    from .query import LogParser
+    from .query.reports import build_report, prometheus_text, report_csv, report_json
+
+    result = build_report(LogParser(_log_folder(config, log_dir)), hours=hours)
+    if fmt == "json":
+        text = json.dumps(report_json(result), indent=2) + "\n"
+    elif fmt == "csv":
+        text = report_csv(result)
+    else:
+        text = prometheus_text(result)
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(target)
+    click.echo(f"wrote {target} ({len(result.sections)} sections, {_human(len(text.encode()))})")
 
 
 if __name__ == "__main__":  # pragma: no cover
