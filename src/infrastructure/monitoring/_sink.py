@@ -43,11 +43,14 @@ from typing import Final
 
 from .schema import lock_path_for, rotated_name
 
-__all__ = ["FileSink", "bump_generation", "family_lock", "next_rollover", "parse_backup_name", "shift_backups"]
+__all__ = [
+    "FileSink", "bump_generation", "family_lock", "last_rotation", "next_rollover", "parse_backup_name",
+    "shift_backups",
+]
 
 _CTL_SIZE: Final = 64
 _CTL_MAGIC: Final = 0x4D4F4E4C4F473031  # "MONLOG01"
-_OFF_MAGIC, _OFF_GEN, _OFF_ROLL = 0, 8, 24
+_OFF_MAGIC, _OFF_GEN, _OFF_ROLL, _OFF_ROTATED = 0, 8, 24, 32
 _NO_LIMIT: Final = 1 << 62
 _RETRY_AFTER_FAILURE: Final = 1.0
 _STEP = {"S": 1, "M": 60, "H": 3600, "D": 86400, "midnight": 86400}
@@ -222,6 +225,7 @@ class FileSink:
         # released by garbage collection once they let go, never closed under them.
         self._gen = ctypes.c_uint64.from_buffer(mapped, _OFF_GEN)
         self._roll = ctypes.c_double.from_buffer(mapped, _OFF_ROLL)
+        self._rotated = ctypes.c_double.from_buffer(mapped, _OFF_ROTATED)
         self._lock_fd = fd
         self._lock_ino = (st.st_dev, st.st_ino)
         if old >= 0:
@@ -244,6 +248,7 @@ class FileSink:
                     self._shift_backups()
                     os.rename(self.path, rotated_name(self.path, 1))
                     self._gen.value += 1
+                    self._rotated.value = time.time()
                 if self._when is not None and (time_due or not roll):
                     self._roll.value = next_rollover(now, self._when, self._interval, utc=self._utc)
             finally:
@@ -374,6 +379,17 @@ def bump_generation(control_fd: int) -> None:
     magic, gen = struct.unpack_from("=QQ", head, 0)
     if magic == _CTL_MAGIC:
         os.pwrite(control_fd, struct.pack("=Q", gen + 1), _OFF_GEN)
+        os.pwrite(control_fd, struct.pack("=d", time.time()), _OFF_ROTATED)
+
+
+def last_rotation(control_fd: int) -> float:
+    """When the family last rotated (0.0 if unknown). Right after a rotation a writer that has
+    not yet noticed it may still append a line to the renamed file: the cleaner leaves such a
+    family's backups alone for a moment."""
+    head = os.pread(control_fd, _CTL_SIZE, 0)
+    if len(head) < _CTL_SIZE or struct.unpack_from("=Q", head, _OFF_MAGIC)[0] != _CTL_MAGIC:
+        return 0.0
+    return float(struct.unpack_from("=d", head, _OFF_ROTATED)[0])
 
 
 def _reinit_sinks_in_child() -> None:

@@ -47,7 +47,7 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any, Final
 
-from ._sink import bump_generation, family_lock, parse_backup_name, shift_backups
+from ._sink import bump_generation, family_lock, last_rotation, parse_backup_name, shift_backups
 from .config import CleanupSettings, resolve_log_patterns
 from .interfaces import MetricsWriter
 from .schema import LOCK_SUFFIX, rotated_name
@@ -408,6 +408,9 @@ class LogCleaner:
                 continue
             try:
                 with family_lock(folder_fd, family) as control:
+                    if control is not None and self._clock() - last_rotation(control) < _SETTLE_SECONDS:
+                        result.files_changed += len(members)  # a writer may still hold a renamed file
+                        continue
                     for i in members:
                         e = entries[i]
                         if e.live:
@@ -523,7 +526,10 @@ class LogCleaner:
     def _swap_in(self, folder_fd: int, e: _Entry, st: os.stat_result, tmp: str, gz_name: str,
                  result: CleanupResult) -> bool:
         """Replace the original by its ``.gz`` only if nobody renamed or appended to it meanwhile."""
-        with family_lock(folder_fd, e.family or e.name):
+        with family_lock(folder_fd, e.family or e.name) as control:
+            if control is not None and self._clock() - last_rotation(control) < _SETTLE_SECONDS:
+                result.files_changed += 1
+                return False
             try:
                 now = os.stat(e.name, dir_fd=folder_fd, follow_symlinks=False)
             except FileNotFoundError:
