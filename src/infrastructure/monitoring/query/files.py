@@ -256,9 +256,11 @@ def _bounded(f: FamilyFile, handle: IO[bytes], size: int, since: float | None,
         return Segment(f, handle, 0, size, 1, 0, size)
     fd = handle.fileno()
     end = _last_newline(fd, size)
-    # A partial last line is still being written in a live file that changed a moment ago;
-    # anywhere else its writer died mid-line.
-    torn = size - end if (f.index > 0 or time.time() - f.mtime > _IN_FLIGHT_SECONDS) else 0
+    # A partial last line in a file that changed a moment ago may still be being written: a
+    # line that spans two pages becomes visible page by page, in the live file and in a backup
+    # a writer has not yet noticed was rotated. Only an older one was left by a dead writer.
+    changed = os.fstat(fd).st_mtime
+    torn = size - end if time.time() - changed > _IN_FLIGHT_SECONDS else 0
     if end <= 0 and not torn:
         return None
     start, first_line = 0, 1
