@@ -161,7 +161,7 @@ def child(folder: str, query: str, contender: str, since: float) -> None:
     print(json.dumps({"seconds": elapsed, "rss_mb": rss, "answer": answer}))
 
 
-def check(query: str, name: str, answer: dict, truth: dict, duck: dict | None) -> str:
+def check(query: str, answer: dict, truth: dict, duck: dict | None) -> str:
     if query == "Q3":
         return "ok" if answer == truth["failures_per_operation"] else "WRONG"
     want = truth["llm_call"]["full" if query == "Q1" else "last_hour"]
@@ -212,7 +212,7 @@ def main() -> None:
         for contender, runs in results.items():
             seconds = statistics.median(r["seconds"] for r in runs)
             rss = max(r["rss_mb"] for r in runs)
-            verdict = check(query, contender, runs[0]["answer"], truth, duck if query != "Q3" else None)
+            verdict = check(query, runs[0]["answer"], truth, duck if query != "Q3" else None)
             print(f"{query:<6}{contender:<12}{seconds:>9.3f}{seconds / base:>12.2f}x{rss:>8.0f} MB  {verdict}")
 
 
