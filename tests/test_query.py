@@ -196,6 +196,27 @@ def test_high_cardinality_groups_fold_into_other_with_exact_top(family: Path, en
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_heavy_hitters_survive_among_many_one_off_keys(tmp_path: Path, engine: str) -> None:
+    """60,000 records: a third from 7 frequent users, the rest each from a different user. Memory for
+    the ranking stays bounded (40 keys for max_groups=10) and the frequent users come out exact."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with open(folder / "u_metrics.log", "w") as handle:
+        for i in range(60_000):
+            user = f"heavy{i % 7}" if i % 3 == 0 else f"once{i}"
+            handle.write(json.dumps({"timestamp": T0 + i, "user": user, "n": i}) + "\n")
+    result = LogParser(folder).query("u", group_by="user", aggs=["count", "sum:n"], max_groups=10,
+                                     order_by="count", engine=engine)
+    heavy = {r["user"]: r for r in result.rows if r["user"].startswith("heavy")}
+    assert {u: r["count"] for u, r in heavy.items()} == {f"heavy{k}": sum(1 for i in range(0, 60_000, 3)
+                                                                          if i % 7 == k) for k in range(7)}
+    assert heavy["heavy0"]["sum_n"] == sum(i for i in range(0, 60_000, 3) if i % 7 == 0)
+    assert result.rows[-1]["user"] == "__other__"
+    assert sum(r["count"] for r in result.rows) == 60_000
+    assert len(result.rows) == 11
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_top_n_and_ordering(family: Path, engine: str) -> None:
     rows = LogParser(family).query("llm", group_by=["model", "success"], aggs=["count"], order_by="count",
                                    limit=2, engine=engine).rows

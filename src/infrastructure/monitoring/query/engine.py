@@ -99,7 +99,8 @@ class QueryResult:
     lines_read: int = 0
     records_matched: int = 0
     folded_groups: int = 0
-    """Distinct groups folded into the ``__other__`` row (``max_groups`` was reached)."""
+    """Distinct groups folded into the ``__other__`` row (``max_groups`` was reached); counted
+    exactly up to 100,000 by the Python engine (a lower bound beyond), always by DuckDB."""
     seconds: float = 0.0
     since: float | None = None
     until: float | None = None
@@ -497,18 +498,21 @@ class _Scan:
         self.matched += matched
 
     def _count(self, key: tuple[Any, ...]) -> None:
-        """Space-Saving: bounded counts that keep every frequent key (first pass, past the cap)."""
+        """Misra-Gries counts, bounded to ``4 * max_groups`` keys, to rank the keys for the second
+        pass. When full, every count drops by the median count and the keys that reach zero go:
+        at least half the room is freed at once (amortised O(log n) per record), and any key
+        seen in more than 1/(2 * max_groups) of the records is always kept."""
         if self.counts is None:
             self.overflow = True
             self.counts = {k: g.count for k, g in self.groups.items()}
         counts = self.counts
         if key in counts:
             counts[key] += 1
-        elif len(counts) < 4 * self.max_groups:
-            counts[key] = 1
-        else:
-            smallest = min(counts, key=counts.__getitem__)
-            counts[key] = counts.pop(smallest) + 1
+            return
+        if len(counts) >= 4 * self.max_groups:
+            cut = sorted(counts.values())[len(counts) // 2]
+            self.counts = counts = {k: n - cut for k, n in counts.items() if n > cut}
+        counts[key] = 1
 
     def top_keys(self, n: int) -> set[tuple[Any, ...]]:
         counts = self.counts or {}
