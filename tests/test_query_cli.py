@@ -179,3 +179,38 @@ def test_prometheus_labels_are_escaped(tmp_path: Path) -> None:
         checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
                                  check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_progress_bar_on_a_terminal_only(tools: tuple[Path, list[dict]]) -> None:
+    """Long scans draw a progress bar on stderr when it is a terminal, and nothing when piped."""
+    import os
+    import pty
+
+    folder, _ = tools
+    args = [EXE, "query", "--log-dir", str(folder), "--group-by", "tool_name", "--format", "json"]
+    piped = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert piped.returncode == 0
+    assert "scanning" not in piped.stderr
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=follower, text=True,
+                                env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+        out, _ = proc.communicate(timeout=60)
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 0
+    assert json.loads(out)  # the answer itself still goes to stdout, clean
+    assert b"scanning" in drawn
