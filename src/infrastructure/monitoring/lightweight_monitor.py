@@ -21,6 +21,9 @@ from .interfaces import MetricsWriter
 
 __all__ = ["LightweightPerformanceMonitor"]
 
+_TIMER: list[Any] = [None]
+"""The ``Timer`` class, imported on first use (instrumentation is optional on the write path)."""
+
 
 class LightweightPerformanceMonitor:
     """Holds only a reference to its module's writer; instances are cheap and shareable.
@@ -59,6 +62,21 @@ class LightweightPerformanceMonitor:
     def record_event(self, operation: str, **fields: Any) -> None:
         """Record that something happened, with any fields."""
         self.logger.log_event(operation, **fields)
+
+    def timer(self, operation: str, **fields: Any) -> Any:
+        """``with monitor.timer("op") as t: ...; t.set(rows=n)``: one timer line when the block ends."""
+        timer_class = _TIMER[0]
+        if timer_class is None:
+            from .instrumentation.decorators import Timer
+
+            timer_class = _TIMER[0] = Timer
+        return timer_class(self, operation, fields)
+
+    def timed(self, operation: str, **fields: Any) -> Any:
+        """``@monitor.timed("op")`` on a function, coroutine, generator or async generator."""
+        from .instrumentation.decorators import timed
+
+        return timed(operation, monitor=self, **fields)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(module={self.module!r})"

@@ -32,6 +32,7 @@ from ._faults import FaultCounts, FaultTracker
 from ._render import fit_line, render
 from ._sink import FileSink
 from .config import MonitoringSettings
+from .context import BOUND
 from .errors import WriteError
 from .interfaces import LineSink, MetricsWriter, Processor
 from .processors import DropRecord, Redactor, process_info
@@ -41,6 +42,7 @@ __all__ = ["MetricsLogger", "NoOpMetricsLogger", "WriterPool", "default_redactor
 
 _time = time.time
 _dumps = orjson.dumps
+_bound_get = BOUND.get
 _OPT: Final = orjson.OPT_APPEND_NEWLINE
 _live_writers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 
@@ -59,8 +61,8 @@ class MetricsLogger:
     """
 
     __slots__ = (
-        "__weakref__", "_cap", "_drop", "_faults", "_include", "_processors", "_redactor", "_sink", "_tail",
-        "module", "scrub", "strict",
+        "__weakref__", "_bound", "_cap", "_drop", "_faults", "_include", "_processors", "_redactor", "_sink",
+        "_tail", "module", "scrub", "strict",
     )
 
     def __init__(
@@ -93,6 +95,8 @@ class MetricsLogger:
         self._cap = max_line_bytes
         self._include = (include_pid, include_host)
         self._tail: dict[str, Any] = {}
+        self._bound: tuple[Any, dict[str, Any]] = (None, {})
+        """The last bound-fields mapping seen and its screened form (bindings change rarely)."""
         self._faults = FaultTracker(module, sink.path, fault_report_interval)
         self._refresh_tail()
         _live_writers.add(self)
@@ -143,6 +147,9 @@ class MetricsLogger:
         now = _time()
         try:
             record["timestamp"] = now
+            bound = _bound_get()
+            if bound:
+                self._add_bound(record, bound)
             record.update(self._tail)
             if not screened and self._redactor is not None:
                 record = self._redactor(self, record["metric_type"], record)  # type: ignore[assignment]
@@ -169,6 +176,16 @@ class MetricsLogger:
             return
         if self._faults.active:
             self._note_recovery(now)
+
+    def _add_bound(self, record: dict[str, Any], bound: Any) -> None:
+        """The context's bound fields, screened once per binding, after the record's own fields."""
+        seen, screened = self._bound
+        if seen is not bound:
+            screened = user_fields(self.redact(dict(bound)))
+            self._bound = (bound, screened)
+        for key, value in screened.items():
+            if key not in record:
+                record[key] = value
 
     def _note_recovery(self, now: float) -> None:
         summary = self._faults.recovered(now)

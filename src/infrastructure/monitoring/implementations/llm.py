@@ -96,6 +96,14 @@ class LLMPerformanceMonitor(BaseMonitor):
         except Exception as exc:  # noqa: BLE001 - telemetry never breaks the caller
             self._failed(exc)
 
+    def observe(self, fn: Any = None, /, *, model: str | None = None, provider: str | None = None,
+                **fields: Any) -> Any:
+        """``@llm.observe`` / ``@llm.observe(model="gpt-4o")``: record each call of the decorated client
+        function, reading model and token usage from what it returns (streams included)."""
+        from ..instrumentation.decorators import observe_llm_call
+
+        return observe_llm_call(fn, model=model, provider=provider, monitor=self, **fields)
+
     def record_embedding_call(
         self,
         model: str,

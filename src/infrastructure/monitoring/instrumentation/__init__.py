@@ -1,0 +1,31 @@
+"""Instrumentation: decorators, timers and bound context, every result one JSON line.
+
+    from infrastructure.monitoring.instrumentation import bind, observe_llm_call, observe_tool_call
+
+    @observe_llm_call
+    def ask(prompt): return client.chat.completions.create(model="gpt-4o", messages=[...])
+
+    @observe_tool_call("read_file")
+    async def read_file(path): ...
+
+    bind(session_id="s-42")          # every record made in this context carries it
+"""
+
+from __future__ import annotations
+
+from ..context import Binding, bind, bound_fields, carry, submit, unbind
+from .decorators import Timer, observe_llm_call, observe_task_execution, observe_tool_call, timed
+
+__all__ = [
+    "Binding",
+    "Timer",
+    "bind",
+    "bound_fields",
+    "carry",
+    "observe_llm_call",
+    "observe_task_execution",
+    "observe_tool_call",
+    "submit",
+    "timed",
+    "unbind",
+]

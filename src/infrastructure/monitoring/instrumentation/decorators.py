@@ -1,0 +1,406 @@
+"""One line of code per call site: decorators and a timer that record as JSON lines.
+
+Every wrapper works on the four kinds of callables: plain functions, ``async``
+functions, generators and async generators (a stream). A call is timed with
+``perf_counter``; it is recorded once, when it returns, raises, or — for a stream — is
+exhausted, raises, or is abandoned (closed or garbage-collected before its end, which is
+then marked ``abandoned: true``). An exception is recorded (``success: false``,
+``error_type``) and re-raised unchanged, traceback included.
+
+The wrappers look their monitor up through the process-wide factory on each call (a
+dictionary read), so they follow ``PerformanceMonitorFactory.reset_instance()`` and a
+switched-off configuration: then the wrapped callable runs with no timing at all.
+
+LLM calls also read the returned object: ``model`` and token usage from an OpenAI-style
+response (``usage.prompt_tokens`` / ``completion_tokens`` / ``total_tokens``, cached
+tokens in ``usage.prompt_tokens_details.cached_tokens``) or an Anthropic-style one
+(``usage.input_tokens`` / ``output_tokens``, ``cache_read_input_tokens``), attribute or
+dict alike. A stream's chunks are passed through untouched; the first one sets
+``time_to_first_token`` and the last usage seen (OpenAI's final chunk, Anthropic's
+``message_delta``) fills the tokens. Nothing but the latest usage object is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from ..logger_writer import NoOpMetricsLogger
+
+__all__ = ["Timer", "observe_llm_call", "observe_task_execution", "observe_tool_call", "timed"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_clock = time.perf_counter
+
+
+class Timer:
+    """``with monitor.timer("embed_batch", batch=32) as t: ...; t.set(size=n)`` records one timer
+    line when the block ends: its duration, ``success`` and, after an exception, ``error_type``."""
+
+    __slots__ = ("_fields", "_monitor", "_operation", "_start", "duration")
+
+    def __init__(self, monitor: Any, operation: str, fields: dict[str, Any]) -> None:
+        self._monitor = monitor
+        self._operation = operation
+        self._fields = fields
+        self._start = 0.0
+        self.duration: float | None = None
+
+    def set(self, **fields: Any) -> None:
+        """Add fields to the line this timer will write (known only inside the block)."""
+        self._fields.update(fields)
+
+    def __enter__(self) -> Timer:
+        self._start = _clock()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.duration = _clock() - self._start
+        fields = self._fields
+        if kind is not None:
+            fields = {**fields, "error_type": kind.__name__}
+        self._monitor.record_timer(self._operation, self.duration, success=kind is None, **fields)
+
+    async def __aenter__(self) -> Timer:
+        return self.__enter__()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(kind, exc, tb)
+
+
+# --------------------------------------------------------------------------- the generic wrapper
+
+
+class _Call:
+    """What one call recorded so far: the recorder turns it into one line."""
+
+    __slots__ = ("abandoned", "error", "first", "result", "start", "usage")
+
+    def __init__(self) -> None:
+        self.start = _clock()
+        self.first: float | None = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self.usage: Any = None
+        self.abandoned = False
+
+
+Recorder = Callable[[Any, _Call, float], None]
+"""(monitor, call, duration) -> writes the line."""
+
+
+def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: bool = False) -> F:
+    """Wrap ``fn`` of any kind so that each call is recorded once by ``record``; ``lookup``
+    gives the monitor to record with, or ``None`` to run ``fn`` untimed (switched off)."""
+
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            monitor = lookup()
+            if monitor is None:
+                async for item in fn(*args, **kwargs):
+                    yield item
+                return
+            inner = _watch_async(fn(*args, **kwargs), monitor, record, _Call())
+            try:
+                async for item in inner:
+                    yield item
+            finally:
+                await inner.aclose()  # abandoned: record now, not when the collector gets to it
+
+        return agen_wrapper  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            monitor = lookup()
+            if monitor is None:
+                return (yield from fn(*args, **kwargs))
+            return (yield from _watch(fn(*args, **kwargs), monitor, record, _Call()))
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            monitor = lookup()
+            if monitor is None:
+                return await fn(*args, **kwargs)
+            call = _Call()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                call.error = exc
+                _finish(monitor, record, call)
+                raise
+            return _returned(result, monitor, record, call, watch_result)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        monitor = lookup()
+        if monitor is None:
+            return fn(*args, **kwargs)
+        call = _Call()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            call.error = exc
+            _finish(monitor, record, call)
+            raise
+        return _returned(result, monitor, record, call, watch_result)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _returned(result: Any, monitor: Any, record: Recorder, call: _Call, watch_result: bool) -> Any:
+    """Record now, or, when the result is a stream to be consumed later, when it ends."""
+    if watch_result and not isinstance(result, (str, bytes, dict, list, tuple)):
+        if hasattr(result, "__anext__"):
+            return _watch_async(result, monitor, record, call)
+        if hasattr(result, "__next__"):
+            return _watch(result, monitor, record, call)
+    call.result = result
+    _finish(monitor, record, call)
+    return result
+
+
+def _watch(stream: Iterator[Any], monitor: Any, record: Recorder, call: _Call) -> Iterator[Any]:
+    """Pass a stream through, noting its first item and its latest usage; record once at its end."""
+    done = False
+    try:
+        for item in stream:
+            if call.first is None:
+                call.first = _clock()
+            usage = _usage_of(item)
+            if usage is not None:
+                call.usage = usage
+                call.result = item
+            yield item
+        done = True
+    except GeneratorExit:
+        call.abandoned = True
+        raise
+    except BaseException as exc:
+        call.error = exc
+        done = True
+        raise
+    finally:
+        if not done:
+            call.abandoned = True
+        _finish(monitor, record, call)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+async def _watch_async(stream: AsyncIterator[Any], monitor: Any, record: Recorder, call: _Call) -> AsyncGenerator[Any]:
+    done = False
+    try:
+        async for item in stream:
+            if call.first is None:
+                call.first = _clock()
+            usage = _usage_of(item)
+            if usage is not None:
+                call.usage = usage
+                call.result = item
+            yield item
+        done = True
+    except GeneratorExit:
+        call.abandoned = True
+        raise
+    except BaseException as exc:
+        call.error = exc
+        done = True
+        raise
+    finally:
+        if not done:
+            call.abandoned = True
+        _finish(monitor, record, call)
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):  # closed from a finaliser while already closing
+                await aclose()
+
+
+def _finish(monitor: Any, record: Recorder, call: _Call) -> None:
+    try:
+        record(monitor, call, _clock() - call.start)
+    except Exception as exc:  # telemetry never breaks the caller
+        monitor.logger.report_internal_error(exc)
+        if monitor.logger.strict:
+            raise
+
+
+def fixed(monitor: Any) -> Callable[[], Any]:
+    """The lookup of a monitor held by the caller (``monitor.timed``), ``None`` when it is off."""
+    active = None if isinstance(monitor.logger, NoOpMetricsLogger) else monitor
+    return lambda: active
+
+
+def _monitor_lookup(name: str) -> Callable[[], Any]:
+    """The monitor ``name`` of the current process-wide factory, or ``None`` when it is switched off.
+    A call costs one class-attribute read while the factory stays the same."""
+    from ..factory import PerformanceMonitorFactory
+
+    cache: list[Any] = [None, None]  # factory, monitor
+
+    def lookup() -> Any:
+        factory = PerformanceMonitorFactory._instance
+        if factory is None or cache[0] is not factory:
+            factory = factory or PerformanceMonitorFactory.get_instance()
+            monitor = factory.create_monitor(name)
+            cache[0], cache[1] = factory, (None if isinstance(monitor.logger, NoOpMetricsLogger) else monitor)
+        return cache[1]
+
+    return lookup
+
+
+def _failure(call: _Call) -> dict[str, Any]:
+    if call.error is not None:
+        return {"success": False, "error_type": type(call.error).__name__}
+    return {"success": True}
+
+
+def _stream_fields(call: _Call) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if call.first is not None:
+        fields["time_to_first_token"] = call.first - call.start
+    if call.abandoned:
+        fields["abandoned"] = True
+    return fields
+
+
+# --------------------------------------------------------------------------- public decorators
+
+
+def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields: Any) -> Callable[[F], F]:
+    """``@timed("rerank")``: one timer line per call in ``<module>_metrics.log`` (or through ``monitor``)."""
+    lookup = fixed(monitor) if monitor is not None else _monitor_lookup(module)
+
+    def record(monitor: Any, call: _Call, duration: float) -> None:
+        extra = {**fields, **_stream_fields(call)}
+        extra.pop("time_to_first_token", None)
+        if call.first is not None:
+            extra["time_to_first_item"] = call.first - call.start
+        monitor.record_timer(operation, duration, **_failure(call), **extra)
+
+    def decorate(fn: F) -> F:
+        return _wrap(fn, lookup, record)
+
+    return decorate
+
+
+def observe_tool_call(tool_name: str, **fields: Any) -> Callable[[F], F]:
+    """``@observe_tool_call("read_file")``: a ``tool_call`` line per call (duration, success, error_type)."""
+
+    def record(monitor: Any, call: _Call, duration: float) -> None:
+        status = _failure(call)
+        extra = {**fields, **({"abandoned": True} if call.abandoned else {})}
+        monitor.record_tool_call(tool_name, duration, status["success"], error_type=status.get("error_type"),
+                                 **extra)
+
+    def decorate(fn: F) -> F:
+        return _wrap(fn, _monitor_lookup("tool"), record)
+
+    return decorate
+
+
+def observe_task_execution(task_type: str, **fields: Any) -> Callable[[F], F]:
+    """``@observe_task_execution("data_processing")``: a ``task_execution`` line per call."""
+
+    def record(monitor: Any, call: _Call, duration: float) -> None:
+        status = _failure(call)
+        extra = {**fields, **({"abandoned": True} if call.abandoned else {})}
+        monitor.record_task_execution(task_type, duration, status["success"], error_type=status.get("error_type"),
+                                      **extra)
+
+    def decorate(fn: F) -> F:
+        return _wrap(fn, _monitor_lookup("task"), record)
+
+    return decorate
+
+
+def observe_llm_call(fn: F | None = None, /, *, model: str | None = None, provider: str | None = None,
+                     monitor: Any = None, **fields: Any) -> Any:
+    """``@observe_llm_call`` or ``@observe_llm_call(model="gpt-4o", provider="openai")``.
+
+    Model, provider and tokens come from the response when it says them, else from the
+    arguments; ``provider`` is guessed from the model name when neither says it.
+    """
+
+    def record(monitor: Any, call: _Call, duration: float) -> None:
+        status = _failure(call)
+        usage = call.usage if call.usage is not None else _usage_of(call.result)
+        seen_model = _get(call.result, "model") or model or "unknown"
+        prompt, completion, total, cached = _tokens(usage)
+        extra = {**fields, **_stream_fields(call)}
+        ttft = extra.pop("time_to_first_token", None)
+        monitor.record_llm_call(
+            str(seen_model), provider or _provider_of(str(seen_model)), duration, prompt, completion,
+            total, status["success"], error_type=status.get("error_type"), time_to_first_token=ttft,
+            cached_tokens=cached, streaming=True if call.first is not None else None, **extra,
+        )
+
+    lookup = fixed(monitor) if monitor is not None else _monitor_lookup("llm")
+
+    def decorate(target: F) -> F:
+        return _wrap(target, lookup, record, watch_result=True)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+# --------------------------------------------------------------------------- reading responses
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _usage_of(obj: Any) -> Any:
+    """The usage block of a response or stream chunk (``usage``, or Anthropic's ``message.usage``)."""
+    usage = _get(obj, "usage")
+    if usage is None:
+        usage = _get(_get(obj, "message"), "usage")
+    return usage
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _tokens(usage: Any) -> tuple[int, int, int | None, int | None]:
+    """(prompt, completion, total, cached) from OpenAI- or Anthropic-style usage."""
+    if usage is None:
+        return 0, 0, None, None
+    prompt = _count(_get(usage, "prompt_tokens"))
+    completion = _count(_get(usage, "completion_tokens"))
+    cached = _count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
+    if prompt is None and completion is None:  # Anthropic
+        prompt = _count(_get(usage, "input_tokens"))
+        completion = _count(_get(usage, "output_tokens"))
+        cached = _count(_get(usage, "cache_read_input_tokens"))
+    total = _count(_get(usage, "total_tokens"))
+    return prompt or 0, completion or 0, total, cached
+
+
+_PROVIDERS = (("gpt", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"), ("text-embedding", "openai"),
+              ("claude", "anthropic"), ("gemini", "google"), ("mistral", "mistral"), ("llama", "meta"),
+              ("command", "cohere"))
+
+
+def _provider_of(model: str) -> str:
+    lowered = model.lower()
+    for prefix, provider in _PROVIDERS:
+        if lowered.startswith(prefix):
+            return provider
+    return "unknown"
