@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infrastructure.monitoring import PerformanceMonitorFactory
+from infrastructure.monitoring import LLMPerformanceMonitor, PerformanceMonitorFactory
 from infrastructure.monitoring.instrumentation import (
     bind,
     bound_fields,
@@ -319,4 +319,28 @@ def test_switched_off_decorators_run_the_code_and_write_nothing(log_dir: Path,
     assert list(gen()) == [1]
     with PerformanceMonitorFactory.get_instance().create_monitor("task").timer("x"):
         pass
+    assert not log_dir.exists() or not any(log_dir.iterdir())
+
+
+def test_switched_off_monitors_are_no_ops_that_keep_their_interface(log_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITORING_LOG_DIR", str(log_dir))
+    monkeypatch.setenv("MONITORING_ENABLED", "false")
+    PerformanceMonitorFactory.reset_instance()
+    factory = PerformanceMonitorFactory.get_instance()
+    llm = factory.create_monitor("llm")
+    assert isinstance(llm, LLMPerformanceMonitor)  # same class to the caller, methods that do nothing
+    assert type(llm) is not LLMPerformanceMonitor
+    assert llm.record_llm_call("m", "p", 1.0, 1, 1) is None
+    factory.create_monitor("system").record_system_snapshot()  # not even a psutil sample
+
+    def plain() -> int:
+        return 7
+
+    assert llm.observe(plain) is plain  # nothing wraps the function at all
+    assert llm.observe(model="x")(plain) is plain
+    assert factory.create_monitor("tool").timed("op")(plain) is plain
+    with factory.create_monitor("task").timer("op") as t:
+        t.set(rows=1)
+    assert t.duration is None
     assert not log_dir.exists() or not any(log_dir.iterdir())

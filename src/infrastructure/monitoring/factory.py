@@ -20,9 +20,9 @@ from .config import CleanupSettings, MonitoringSettings, settings_from_mapping
 from .di_config import MonitoringContainer
 from .errors import UnknownMonitorError
 from .interfaces import MetricsWriter, Processor
-from .lightweight_monitor import LightweightPerformanceMonitor
+from .lightweight_monitor import LightweightPerformanceMonitor, switch_off
 from .log_cleaner import CleanupResult, LogCleaner
-from .logger_writer import WriterPool
+from .logger_writer import NoOpMetricsLogger, WriterPool
 from .scheduler import LogCleanupService
 from .schema import MODULE_NAME_RE
 
@@ -103,11 +103,15 @@ class PerformanceMonitorFactory:
     def _build_monitor(self, name: str) -> Any:
         custom = self._custom.get(name)
         if custom is not None:
-            return custom(self.get_writer(name))
-        if name in self.container.monitors.providers:
+            monitor: Any = custom(self.get_writer(name))
+        elif name in self.container.monitors.providers:
             self._writers()  # the monitor's writer comes from this same pool
-            return self.container.monitors(name)
-        raise UnknownMonitorError(name, self.available_monitors())
+            monitor = self.container.monitors(name)
+        else:
+            raise UnknownMonitorError(name, self.available_monitors())
+        if isinstance(monitor.logger, NoOpMetricsLogger):  # monitoring or this module is switched off
+            switch_off(monitor)
+        return monitor
 
     def register_monitor(self, name: str, monitor_class: type[LightweightPerformanceMonitor]) -> None:
         """Make ``create_monitor(name)`` return a ``monitor_class`` writing to ``<name>_metrics.log``.

@@ -80,3 +80,63 @@ class LightweightPerformanceMonitor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(module={self.module!r})"
+
+
+# --------------------------------------------------------------------------- switched off
+
+
+class _NullTimer:
+    """What ``timer()`` returns when monitoring is off: a context manager that measures nothing."""
+
+    __slots__ = ()
+    duration = None
+
+    def __enter__(self) -> _NullTimer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    async def __aenter__(self) -> _NullTimer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def set(self, **fields: Any) -> None:
+        return None
+
+
+_NULL_TIMER = _NullTimer()
+
+
+def _nothing(self: Any, *args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _null_timer(self: Any, operation: str, **fields: Any) -> _NullTimer:
+    return _NULL_TIMER
+
+
+def _as_is(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """A decorator factory that leaves the function untouched (``@m.timed("x")``, ``@llm.observe``)."""
+    if args and callable(args[0]) and not kwargs:
+        return args[0]
+    return lambda fn: fn
+
+
+_OFF_CLASSES: dict[type, type] = {}
+
+
+def switch_off(monitor: LightweightPerformanceMonitor) -> LightweightPerformanceMonitor:
+    """Turn ``monitor`` into its switched-off twin: every ``record_*`` method returns at once, a
+    timer measures nothing and a decorator returns the function itself, so a disabled
+    configuration costs one method call per recording site and nothing per decorated call."""
+    cls = type(monitor)
+    off = _OFF_CLASSES.get(cls)
+    if off is None:
+        namespace: dict[str, Any] = {name: _nothing for name in dir(cls) if name.startswith("record_")}
+        namespace.update(timer=_null_timer, timed=_as_is, observe=_as_is, __slots__=())
+        off = _OFF_CLASSES[cls] = type(f"{cls.__name__}SwitchedOff", (cls,), namespace)
+    monitor.__class__ = off
+    return monitor
