@@ -46,7 +46,10 @@ def test_llm_call_record(factory: PerformanceMonitorFactory, log_dir: Path) -> N
                         user_id="u-1")
     first, second = read_records(log_dir / "llm_metrics.log")
     assert list(first) == ["timestamp", "metric_type", "operation", "model", "provider", "response_time",
-                           "prompt_tokens", "completion_tokens", "total_tokens", "success", "module", "pid", "host"]
+                           "prompt_tokens", "completion_tokens", "total_tokens", "success", "cost_status",
+                           "price_version", "module", "pid", "host"]
+    assert first["cost_status"] == "unknown_model"  # no price for it: said, never a silent 0
+    assert second["cost_status"] == "provided"
     assert first["total_tokens"] == 300
     assert second["total_tokens"] == 100
     assert second["success"] is False

@@ -27,8 +27,10 @@ __all__ = [
     "CleanupSettings",
     "FreeSpaceFloor",
     "LoggingSettings",
+    "ModelPrice",
     "ModuleSettings",
     "MonitoringSettings",
+    "PricingSettings",
     "RotationSettings",
     "SystemMetricsSettings",
     "load_settings",
@@ -136,6 +138,39 @@ class SystemMetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Prices per million tokens, in the table's currency."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PricingSettings:
+    """The price table that fills ``cost`` on LLM records when the caller gives none.
+
+    A model matches its own entry, else the longest entry its name starts with
+    (``gpt-4o-2024-08-06`` -> ``gpt-4o``), ignoring case.
+    """
+
+    version: str | None = None
+    currency: str = "USD"
+    models: Mapping[str, ModelPrice] = field(default_factory=lambda: MappingProxyType({}))
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        name = model.lower()
+        found = self.models.get(name)
+        if found is not None:
+            return found
+        best = ""
+        for key in self.models:
+            if name.startswith(key) and len(key) > len(best):
+                best = key
+        return self.models[best] if best else None
+
+
+@dataclass(frozen=True, slots=True)
 class MonitoringSettings:
     """Everything the package needs, validated and immutable."""
 
@@ -143,6 +178,7 @@ class MonitoringSettings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     log_cleanup: CleanupSettings = field(default_factory=CleanupSettings)
     system_metrics: SystemMetricsSettings = field(default_factory=SystemMetricsSettings)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
     source: str = "<defaults>"
     """Where these settings came from (a path or ``<defaults>``), for messages."""
 
@@ -358,6 +394,38 @@ def _cleanup(value: Any, key: str, src: str) -> CleanupSettings:
     return CleanupSettings(**_section(value, key, src, _CLEANUP_SCHEMA))
 
 
+def _price(value: Any, key: str, src: str) -> ModelPrice:
+    fields = _section(value, key, src, {"input": _number(0), "output": _number(0),
+                                        "cached_input": _optional(_number(0))})
+    for needed in ("input", "output"):
+        if needed not in fields:
+            raise ConfigError(f"{key}.{needed}", None, "a price per million tokens (a number >= 0)", source=src)
+    return ModelPrice(**fields)
+
+
+def _models(value: Any, key: str, src: str) -> Mapping[str, ModelPrice]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, value, "a mapping of model name -> {input, output, cached_input}", source=src)
+    out = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(key, name, "model names as non-empty strings", source=src)
+        out[name.strip().lower()] = _price(spec, f"{key}.{name}", src)
+    return MappingProxyType(out)
+
+
+def _text(value: Any, key: str, src: str) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+        return str(value)
+    raise ConfigError(key, value, "a non-empty string", source=src)
+
+
+def _pricing(value: Any, key: str, src: str) -> PricingSettings:
+    return PricingSettings(**_section(value, key, src, {"version": _text, "currency": _text, "models": _models}))
+
+
 def _system(value: Any, key: str, src: str) -> SystemMetricsSettings:
     return SystemMetricsSettings(**_section(value, key, src, _SYSTEM_SCHEMA))
 
@@ -367,6 +435,7 @@ _TOP_SCHEMA: Mapping[str, Validator] = {
     "logging": _logging,
     "log_cleanup": _cleanup,
     "system_metrics": _system,
+    "pricing": _pricing,
 }
 
 
@@ -487,7 +556,7 @@ def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringS
     result = base
     if "enabled" in raw:
         result = replace(result, enabled=parsed.enabled)
-    for section in ("logging", "log_cleanup", "system_metrics"):
+    for section in ("logging", "log_cleanup", "system_metrics", "pricing"):
         given = raw.get(section) or {}
         if given:
             updates = {name: getattr(getattr(parsed, section), name) for name in given}

@@ -39,7 +39,8 @@ class MonitoringContainer(containers.DeclarativeContainer):
     processors = providers.List()
     writers = providers.Singleton(WriterPool, settings=settings, processors=processors, redactor=redactor)
 
-    llm = providers.Factory(LLMPerformanceMonitor, logger=writers.provided.get.call("llm"))
+    llm = providers.Factory(LLMPerformanceMonitor, logger=writers.provided.get.call("llm"),
+                            pricing=settings.provided.pricing)
     checkpoint = providers.Factory(CheckpointPerformanceMonitor, logger=writers.provided.get.call("checkpoint"))
     tool = providers.Factory(ToolPerformanceMonitor, logger=writers.provided.get.call("tool"))
     task = providers.Factory(TaskPerformanceMonitor, logger=writers.provided.get.call("task"))

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..base_monitor import INF, BaseMonitor
+from ..config import ModelPrice, PricingSettings
+from ..interfaces import MetricsWriter
 
 __all__ = ["LLMPerformanceMonitor"]
 
 _NUMBERS = ("response_time", "prompt_tokens", "completion_tokens", "total_tokens",
             "time_to_first_token", "cached_tokens", "retries", "cost")
+_PRICE_CACHE = 1024
 _INTEGERS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "retries")
 
 
@@ -25,6 +28,46 @@ class LLMPerformanceMonitor(BaseMonitor):
     """
 
     module_name: ClassVar[str] = "llm"
+
+    def __init__(self, logger: MetricsWriter | None = None, pricing: PricingSettings | None = None) -> None:
+        if pricing is None and logger is None:  # built by hand: the process-wide configuration's prices
+            from ..factory import PerformanceMonitorFactory
+
+            pricing = PerformanceMonitorFactory.get_instance().settings.pricing
+        super().__init__(logger)
+        self.pricing = pricing or PricingSettings()
+        self._prices: dict[str, ModelPrice | None] = {}
+        """Model name -> its price entry (or None), looked up once per name."""
+
+    def _price(self, model: Any) -> ModelPrice | None:
+        prices = self._prices
+        try:
+            return prices[model]
+        except KeyError:
+            found = self.pricing.price_of(model) if isinstance(model, str) else None
+            if len(prices) < _PRICE_CACHE:
+                prices[model] = found
+            return found
+
+    def _fill_cost(self, record: dict[str, Any], model: Any, prompt: Any, completion: Any,
+                   cached: Any) -> None:
+        """``cost`` from the price table, and always ``cost_status``: never a silent zero."""
+        price = self._price(model)
+        version = self.pricing.version
+        if price is None:
+            record["cost_status"] = "unknown_model"
+        else:
+            try:
+                cached_n = cached or 0
+                cached_rate = price.cached_input if price.cached_input is not None else price.input
+                cost = ((prompt - cached_n) * price.input + cached_n * cached_rate + completion * price.output) / 1e6
+            except TypeError:  # bad token counts are flagged by the checks; no cost from them
+                record["cost_status"] = "invalid_tokens"
+                return
+            record["cost"] = round(cost, 9)
+            record["cost_status"] = "computed"
+        if version is not None:
+            record["price_version"] = version
 
     def record_llm_call(
         self,
@@ -65,21 +108,17 @@ class LLMPerformanceMonitor(BaseMonitor):
             optional = False
             if error_type is not None:
                 record["error_type"] = scrub(error_type)
-            if time_to_first_token is not None:
-                record["time_to_first_token"] = time_to_first_token
-                optional = True
-            if cached_tokens is not None:
-                record["cached_tokens"] = cached_tokens
-                optional = True
-            if streaming is not None:
-                record["streaming"] = streaming
-                optional = True
-            if retries is not None:
-                record["retries"] = retries
-                optional = True
+            for name, value in (("time_to_first_token", time_to_first_token), ("cached_tokens", cached_tokens),
+                                ("streaming", streaming), ("retries", retries)):
+                if value is not None:
+                    record[name] = value
+                    optional = True
             if cost is not None:
                 record["cost"] = cost
+                record["cost_status"] = "provided"
                 optional = True
+            else:
+                self._fill_cost(record, model, prompt_tokens, completion_tokens, cached_tokens)
             try:
                 valid = (
                     0 <= response_time < INF and 0 <= prompt_tokens < INF
@@ -90,6 +129,43 @@ class LLMPerformanceMonitor(BaseMonitor):
                 valid = False
             if not valid:
                 self._validate(record, _NUMBERS, _INTEGERS)
+            if extra:
+                self._merge_extra(record, extra)
+            self.logger.write_record(record, screened=True)
+        except Exception as exc:  # noqa: BLE001 - telemetry never breaks the caller
+            self._failed(exc)
+
+    def record_llm_attempt(
+        self,
+        model: str,
+        provider: str,
+        response_time: float,
+        attempt: int,
+        operation_id: str,
+        success: bool = True,
+        *,
+        error_type: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """One try of a logical call that may be retried (``operation: llm_attempt``).
+
+        Record every attempt with the same ``operation_id``, then close the logical call
+        with ``record_llm_call(..., operation_id=..., retries=n)``: reports give error rates
+        per attempt and per call.
+        """
+        try:
+            scrub = self.logger.scrub
+            record = {"timestamp": 0.0, "metric_type": "timer", "operation": "llm_attempt",
+                      "model": scrub(model), "provider": scrub(provider), "response_time": response_time,
+                      "attempt": attempt, "operation_id": scrub(operation_id), "success": success}
+            if error_type is not None:
+                record["error_type"] = scrub(error_type)
+            try:
+                valid = 0 <= response_time < INF and 1 <= attempt < INF and success.__class__ is bool
+            except TypeError:
+                valid = False
+            if not valid:
+                self._validate(record, ("response_time", "attempt"), ("attempt",))
             if extra:
                 self._merge_extra(record, extra)
             self.logger.write_record(record, screened=True)

@@ -56,6 +56,8 @@ _SPECS: tuple[_Spec, ...] = (
           ("count", "errors", "error_rate", "avg:response_time", "p50:response_time", "p95:response_time",
            "p99:response_time", "p50:time_to_first_token", "p95:time_to_first_token", "sum:prompt_tokens",
            "sum:completion_tokens", "sum:total_tokens", "sum:cost")),
+    _Spec("attempts", "LLM attempts (retried calls) by provider and model", "llm", "llm_attempt",
+          ("provider", "model"), ("count", "errors", "error_rate", "p95:response_time", "max:attempt")),
     _Spec("embeddings", "Embedding calls by model", "llm", "embedding_call", ("provider", "model"),
           ("count", "errors", "p95:response_time", "sum:input_tokens")),
     _Spec("tools", "Tool calls by tool", "tool", "tool_call", ("tool_name",),
@@ -88,12 +90,27 @@ def build_report(parser: LogParser, *, since: float | None = None, until: float 
         result = parser.query(spec.module, operation=spec.operation, since=since, until=until,
                               group_by=list(spec.group_by), aggs=list(spec.aggs), progress=progress)
         columns = _useful_columns(result, spec)
+        if spec.name == "llm" and result.rows:
+            _add_unpriced(parser, result, columns, since, until)
         if result.rows:
             report.sections.append(Section(spec.name, spec.title, columns,
                                            [{c: r.get(c) for c in columns} for r in result.rows]))
         _merge_skips(report.skipped, result)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _add_unpriced(parser: LogParser, result: QueryResult, columns: list[str], since: float | None,
+                  until: float | None) -> None:
+    """Calls of models missing from the price table: shown, never counted as free."""
+    unpriced = parser.query("llm", operation="llm_call", where=["cost_status=unknown_model"], since=since,
+                            until=until, group_by=["provider", "model"], aggs=["count"])
+    counts = {(r["provider"], r["model"]): r["count"] for r in unpriced.rows}
+    if not counts:
+        return
+    for row in result.rows:
+        row["unpriced"] = counts.get((row.get("provider"), row.get("model")), 0)
+    columns.append("unpriced")
 
 
 def _useful_columns(result: QueryResult, spec: _Spec) -> list[str]:
