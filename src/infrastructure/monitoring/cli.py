@@ -521,5 +521,30 @@ def export(fmt: str, hours: float, output: str, config: str | None, log_dir: str
     click.echo(f"wrote {target} ({len(result.sections)} sections, {_human(len(text.encode()))})")
 
 
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="How many recent traces.")
+@click.option("--trace", "trace_id", default=None, help="Show only this trace id.")
+@_config_option
+@_log_dir_option
+def traces(limit: int, trace_id: str | None, config: str | None, log_dir: str | None) -> None:
+    """Recent traces as indented trees, with durations and status."""
+    from .query import LogParser
+    from .query.traces import recent_traces
+
+    found = recent_traces(LogParser(_log_folder(config, log_dir)), limit=limit, trace_id=trace_id)
+    if not found:
+        click.echo("no traces recorded" if trace_id is None else f"no trace {trace_id}")
+        return
+    for trace in found:
+        click.echo(f"trace {trace.trace_id}  ({trace.spans} spans)")
+        for depth, node in trace.walk():
+            r = node.record
+            status = r.get("status", "ok")
+            mark = "ERROR " + str(r.get("status_message", "")) if status == "error" else status
+            duration = r.get("duration")
+            took = f"{duration * 1000:.3f} ms" if isinstance(duration, (int, float)) else "?"
+            click.echo(f"  {'  ' * depth}{r.get('name')}  [{r.get('kind', 'internal')}]  {took}  {mark}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -33,6 +33,7 @@ __all__ = [
     "PricingSettings",
     "RotationSettings",
     "SystemMetricsSettings",
+    "TracingSettings",
     "load_settings",
     "resolve_log_patterns",
     "settings_from_mapping",
@@ -138,6 +139,12 @@ class SystemMetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    sample_rate: float = 1.0
+    """Share of traces written, decided once at each trace's root."""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPrice:
     """Prices per million tokens, in the table's currency."""
 
@@ -179,6 +186,7 @@ class MonitoringSettings:
     log_cleanup: CleanupSettings = field(default_factory=CleanupSettings)
     system_metrics: SystemMetricsSettings = field(default_factory=SystemMetricsSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     source: str = "<defaults>"
     """Where these settings came from (a path or ``<defaults>``), for messages."""
 
@@ -426,6 +434,16 @@ def _pricing(value: Any, key: str, src: str) -> PricingSettings:
     return PricingSettings(**_section(value, key, src, {"version": _text, "currency": _text, "models": _models}))
 
 
+def _share(value: Any, key: str, src: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise ConfigError(key, value, "a number between 0 and 1", source=src)
+
+
+def _tracing(value: Any, key: str, src: str) -> TracingSettings:
+    return TracingSettings(**_section(value, key, src, {"sample_rate": _share}))
+
+
 def _system(value: Any, key: str, src: str) -> SystemMetricsSettings:
     return SystemMetricsSettings(**_section(value, key, src, _SYSTEM_SCHEMA))
 
@@ -436,6 +454,7 @@ _TOP_SCHEMA: Mapping[str, Validator] = {
     "log_cleanup": _cleanup,
     "system_metrics": _system,
     "pricing": _pricing,
+    "tracing": _tracing,
 }
 
 
@@ -556,7 +575,7 @@ def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringS
     result = base
     if "enabled" in raw:
         result = replace(result, enabled=parsed.enabled)
-    for section in ("logging", "log_cleanup", "system_metrics", "pricing"):
+    for section in ("logging", "log_cleanup", "system_metrics", "pricing", "tracing"):
         given = raw.get(section) or {}
         if given:
             updates = {name: getattr(getattr(parsed, section), name) for name in given}

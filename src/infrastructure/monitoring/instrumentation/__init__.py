@@ -15,17 +15,25 @@ from __future__ import annotations
 
 from ..context import Binding, bind, bound_fields, carry, submit, unbind
 from .decorators import Timer, observe_llm_call, observe_task_execution, observe_tool_call, timed
+from .tracing import Span, SpanContext, Tracer, extract, get_tracer, inject, trace_span
 
 __all__ = [
     "Binding",
+    "Span",
+    "SpanContext",
     "Timer",
+    "Tracer",
     "bind",
     "bound_fields",
     "carry",
+    "extract",
+    "get_tracer",
+    "inject",
     "observe_llm_call",
     "observe_task_execution",
     "observe_tool_call",
     "submit",
     "timed",
+    "trace_span",
     "unbind",
 ]

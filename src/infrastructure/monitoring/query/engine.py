@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime
@@ -327,6 +327,37 @@ class LogParser:
             raise QueryError(f"no log files for module {missing[0]!r} in {self.log_dir} (modules here: {known})")
         return [m for m in wanted if m in families]
 
+    def records(
+        self,
+        module: str | Sequence[str] | None = None,
+        *,
+        where: Iterable[str | Condition] | Mapping[str, Any] = (),
+        since: str | float | datetime | None = None,
+        until: str | float | datetime | None = None,
+        last: str | float | None = None,
+        skipped: SkipReport | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The matching records themselves, oldest file first, streamed (for listings such as traces).
+        Damaged lines are counted into ``skipped`` when given."""
+        conditions = _conditions(where)
+        lo, hi = self._window(since, until, last)
+        plan = _Plan(conditions, [Aggregate("count")], [], None, lo, hi)
+        report = skipped if skipped is not None else SkipReport()
+        with Snapshot.open(self.log_dir, self._modules(module), lo, hi) as snap:
+            scan = _Collect(plan, report)
+            for segment in snap.segments:
+                line_no = (segment.first_line or 1) - 1
+                chunk_start = segment.start
+                for chunk in read_segment(segment):  # one chunk of records in memory at a time
+                    scan._every_line(segment, chunk, chunk_start, line_no)
+                    yield from scan.found
+                    scan.found.clear()
+                    line_no += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+                    chunk_start += len(chunk)
+                if segment.torn:
+                    tail = os.pread(segment.handle.fileno(), min(segment.torn, 200), segment.end)
+                    scan._skip(segment, line_no + 1, segment.end, "torn", tail)
+
     def _window(self, since: Any, until: Any, last: Any) -> tuple[float | None, float | None]:
         lo, hi = parse_time(since), parse_time(until)
         if last is not None:
@@ -531,6 +562,17 @@ class _Scan:
 
     def rows(self, since: float | None, until: float | None) -> list[dict[str, Any]]:
         return build_rows(self.plan, self.groups.items(), since, until)
+
+
+class _Collect(_Scan):
+    """A scan that keeps the matching records of one segment instead of aggregating them."""
+
+    def __init__(self, plan: _Plan, skipped: SkipReport) -> None:
+        super().__init__(plan, skipped, 1, None, 0)
+        self.found: list[dict[str, Any]] = []
+
+    def _add(self, record: dict[str, Any], ts: float) -> None:  # noqa: ARG002 - the signature of _Scan._add
+        self.found.append(record)
 
 
 def build_rows(plan: _Plan, groups: Iterable[tuple[tuple[Any, ...], Any]], since: float | None,
