@@ -362,15 +362,19 @@ def print_report(report: Any, console: Any | None = None) -> None:
               help="Window: the last N hours.")
 @click.option("--all", "everything", is_flag=True, help="Everything in the files, whatever its age.")
 @click.option("--module", default=None, help="Only this module's section(s): llm, tool, checkpoint, task, system.")
+@click.option("--session", "session_id", default=None, help="Summary of one agent session instead.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_config_option
 @_log_dir_option
-def report(hours: float, everything: bool, module: str | None, fmt: str, config: str | None,
-           log_dir: str | None) -> None:
+def report(hours: float, everything: bool, module: str | None, session_id: str | None, fmt: str,
+           config: str | None, log_dir: str | None) -> None:
     """Usage of LLMs, tools, checkpoints, tasks and the system over a window, from the logs."""
     from .query import LogParser, QueryError
     from .query.reports import build_report, report_json
 
+    if session_id is not None:
+        _session_report(_log_folder(config, log_dir), session_id, fmt)
+        return
     parser = LogParser(_log_folder(config, log_dir))
     try:
         with _progress("reading logs") as progress:
@@ -381,6 +385,34 @@ def report(hours: float, everything: bool, module: str | None, fmt: str, config:
         click.echo(json.dumps(report_json(result), indent=2))
     else:
         print_report(result)
+
+
+def _session_report(folder: Path, session_id: str, fmt: str) -> None:
+    from .instrumentation.sessions import session_summary
+
+    summary = session_summary(folder, session_id)
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    console = _console()
+    env = summary.get("environment") or {}
+    console.print(f"[bold]Session {session_id}[/bold]  status: {summary.get('status') or 'running or unknown'}"
+                  + (f", {summary['duration']:.1f}s" if isinstance(summary.get("duration"), (int, float)) else ""))
+    if env:
+        console.print("  " + ", ".join(f"{k}={v}" for k, v in env.items() if v is not None))
+    if summary["tasks"]:
+        console.print(_table("Tasks", ["task_id", "description", "status", "duration"], summary["tasks"]))
+    if summary["agents"]:
+        console.print(_table("Agents", ["agent_type", "agent_name", "count", "errors", "sum_duration"],
+                             summary["agents"]))
+    if summary["tools"]:
+        console.print(_table("Tools", ["tool_name", "count", "errors", "sum_duration"], summary["tools"]))
+    if summary["llm"]:
+        console.print(_table("LLM calls", ["provider", "model", "count", "errors", "sum_prompt_tokens",
+                                           "sum_completion_tokens", "sum_total_tokens", "sum_cost"], summary["llm"]))
+    console.print(f"LLM calls: {summary['llm_calls']}, tokens: {summary['total_tokens']:,}, "
+                  f"estimated cost: {summary['estimated_cost']:.4f}"
+                  + (f" (+{summary['unpriced_calls']} unpriced calls)" if summary.get("unpriced_calls") else ""))
 
 
 @main.command()

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from ..context import Binding, bind, bound_fields, carry, submit, unbind
 from .decorators import Timer, observe_llm_call, observe_task_execution, observe_tool_call, timed
+from .sessions import Session, end_task, session_summary, start_session, start_task
 from .tracing import Span, SpanContext, Tracer, extract, get_tracer, inject, trace_span
 
 __all__ = [
     "Binding",
+    "Session",
     "Span",
     "SpanContext",
     "Timer",
@@ -26,12 +28,16 @@ __all__ = [
     "bind",
     "bound_fields",
     "carry",
+    "end_task",
     "extract",
     "get_tracer",
     "inject",
     "observe_llm_call",
     "observe_task_execution",
     "observe_tool_call",
+    "session_summary",
+    "start_session",
+    "start_task",
     "submit",
     "timed",
     "trace_span",
