@@ -554,6 +554,40 @@ def export(fmt: str, hours: float, output: str, config: str | None, log_dir: str
 
 
 @main.command()
+@click.option("--type", "kind", type=click.Choice(["function", "memory", "io"]), default=None,
+              help="Only profiles of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@_config_option
+@_log_dir_option
+def profiles(kind: str | None, limit: int, config: str | None, log_dir: str | None) -> None:
+    """Recent profiles (written by @profile / profile_context), newest first."""
+    from collections import deque
+
+    from .query import LogParser
+
+    parser = LogParser(_log_folder(config, log_dir))
+    if "profile" not in parser.modules():
+        click.echo("no profiles recorded")
+        return
+    where = ["operation=profile", *([f"kind={kind}"] if kind else [])]
+    recent = deque(parser.records("profile", where=where), maxlen=limit)
+    console = _console()
+    rows = []
+    for r in reversed(recent):
+        if r.get("kind") == "function":
+            tops = r.get("top_functions") or [{}]
+            headline = f"{tops[0].get('function', '-')} ({tops[0].get('cumulative_time', 0):.4f}s cumulative)"
+        elif r.get("kind") == "memory":
+            headline = f"peak {_human(r.get('peak_bytes') or 0)}, retained {_human(r.get('retained_bytes') or 0)}"
+        else:
+            headline = (f"read {_human(r.get('read_chars') or 0)} / wrote {_human(r.get('write_chars') or 0)} "
+                        f"in {r.get('read_count', 0)}+{r.get('write_count', 0)} calls")
+        rows.append({"name": r.get("name"), "kind": r.get("kind"), "duration": r.get("duration"),
+                     "success": r.get("success"), "summary": headline})
+    console.print(_table("Profiles", ["name", "kind", "duration", "success", "summary"], rows))
+
+
+@main.command()
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="How many recent traces.")
 @click.option("--trace", "trace_id", default=None, help="Show only this trace id.")
 @_config_option

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..context import Binding, bind, bound_fields, carry, submit, unbind
 from .decorators import Timer, observe_llm_call, observe_task_execution, observe_tool_call, timed
+from .profiling import profile, profile_context
 from .sessions import Session, end_task, session_summary, start_session, start_task
 from .tracing import Span, SpanContext, Tracer, extract, get_tracer, inject, trace_span
 
@@ -35,6 +36,8 @@ __all__ = [
     "observe_llm_call",
     "observe_task_execution",
     "observe_tool_call",
+    "profile",
+    "profile_context",
     "session_summary",
     "start_session",
     "start_task",
