@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""What a decorator adds to an empty function, with telemetry on and switched off.
+"""What a decorator adds to an empty function (telemetry on and switched off), and what a
+span costs next to an OpenTelemetry SDK span exported to a file.
 
 Each case runs in a fresh process (so "off" really is a process started with
 MONITORING_ENABLED=0), N calls after a warm-up, several rounds; the table shows the
 median cost per call and the overhead over the bare function measured in the same
 process. "On" includes writing the line (render + one ``write``) to a rotating file.
+
+Spans: ``ours`` is ``Tracer.start_as_current_span`` (start, end, one JSON line written);
+``otel simple`` is the OpenTelemetry SDK with a ``SimpleSpanProcessor`` and the
+``ConsoleSpanExporter`` writing to a file (synchronous, like ours); ``otel batch`` uses
+the ``BatchSpanProcessor`` (written later by a thread; may drop spans under load).
 
     python bench/instrumentation_bench.py [--n 200000] [--rounds 5]
 """
@@ -62,14 +68,53 @@ def child(case: str, n: int) -> None:
     print(json.dumps({"bare": per_call(bare), "wrapped": per_call(fn)}))
 
 
+SPANS = ("ours", "otel simple", "otel batch")
+
+
+def span_child(case: str, n: int, folder: str) -> None:
+    if case == "ours":
+        from infrastructure.monitoring.instrumentation import Tracer
+
+        tracer = Tracer(sample_rate=1.0)
+
+        def one() -> None:
+            with tracer.start_as_current_span("work", attributes={"k": 1}):
+                pass
+    else:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+
+        out = open(os.path.join(folder, f"otel-{os.getpid()}.log"), "w")  # noqa: SIM115
+        exporter = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+        provider = TracerProvider()
+        processor = SimpleSpanProcessor(exporter) if case == "otel simple" else BatchSpanProcessor(exporter)
+        provider.add_span_processor(processor)
+        otel = provider.get_tracer("bench")
+
+        def one() -> None:
+            with otel.start_as_current_span("work", attributes={"k": 1}):
+                pass
+    for _ in range(1000):
+        one()
+    started = time.perf_counter()
+    for _ in range(n):
+        one()
+    elapsed = (time.perf_counter() - started) / n * 1e6
+    print(json.dumps({"per_span": elapsed}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--span-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]))
+        return
+    if args.span_child:
+        span_child(args.span_child[0], int(args.span_child[1]), args.span_child[2])
         return
     print(f"{args.n:,} calls per run, medians of {args.rounds} rounds, fresh process each (µs per call)")
     print(f"{'case':<20}{'telemetry':>10}{'per call':>10}{'overhead':>10}")
@@ -85,6 +130,19 @@ def main() -> None:
                 wrapped = statistics.median(r["wrapped"] for r in runs)
                 overhead = statistics.median(r["wrapped"] - r["bare"] for r in runs)
                 print(f"{case:<20}{mode:>10}{wrapped:>10.2f}{overhead:>10.2f}")
+        print()
+        print(f"{'span':<20}{'µs/span':>10}{'vs ours':>10}")
+        medians = {}
+        for case in SPANS:
+            runs = []
+            for _ in range(args.rounds):
+                env = {**os.environ, "MONITORING_LOG_DIR": folder, "MONITORING_ENABLED": "1"}
+                done = subprocess.run([sys.executable, __file__, "--span-child", case, str(args.n // 4), folder],
+                                      env=env, capture_output=True, text=True, check=True)
+                runs.append(json.loads(done.stdout)["per_span"])
+            medians[case] = statistics.median(runs)
+        for case in SPANS:
+            print(f"{case:<20}{medians[case]:>10.2f}{medians[case] / medians['ours']:>9.2f}x")
 
 
 if __name__ == "__main__":

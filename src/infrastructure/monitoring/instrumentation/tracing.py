@@ -106,18 +106,22 @@ class Span:
         if not self.context.sampled:
             return
         duration = time.perf_counter() - self.start
-        fields: dict[str, Any] = {
-            "trace_id": self.context.trace_id, "span_id": self.context.span_id,
-            "parent_span_id": self.parent_id, "name": self.name, "kind": self.kind,
-            "start_time": self._start_wall, "status": "ok" if self.status == "unset" else self.status,
+        writer = self._tracer._writer()
+        # built here and screened here: the ids are ours, only names, attributes and events come
+        # from the caller, so the redactor does not scan two fresh hex strings per span
+        record: dict[str, Any] = {
+            "timestamp": 0.0, "metric_type": "timer", "operation": "span", "duration": duration,
+            "trace_id": self.context.trace_id, "span_id": self.context.span_id, "parent_span_id": self.parent_id,
+            "name": writer.scrub(self.name), "kind": self.kind, "start_time": self._start_wall,
+            "status": "ok" if self.status == "unset" else self.status,
         }
         if self.status_message:
-            fields["status_message"] = self.status_message
+            record["status_message"] = writer.scrub(self.status_message)
         if self.attributes:
-            fields["attributes"] = self.attributes
+            record["attributes"] = writer.redact(self.attributes)
         if self._events:
-            fields["events"] = self._events
-        self._tracer._writer().log_timer("span", duration, **fields)
+            record["events"] = [writer.redact(event) for event in self._events]
+        writer.write_record(record, screened=True)
 
     def __repr__(self) -> str:
         return f"Span({self.name!r}, trace_id={self.context.trace_id}, span_id={self.context.span_id})"
@@ -132,7 +136,7 @@ class Tracer:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
         self._sample_rate = sample_rate
         self._random = random.Random(seed)
-        self._writer = writer or _trace_writer
+        self._writer = writer or _trace_writer_lookup()
 
     @property
     def sample_rate(self) -> float:
@@ -176,10 +180,20 @@ class Tracer:
         return _CURRENT.get()
 
 
-def _trace_writer() -> Any:
+def _trace_writer_lookup() -> Callable[[], Any]:
+    """The ``trace`` writer of the current process-wide factory (one attribute read per span)."""
     from ..factory import PerformanceMonitorFactory
 
-    return PerformanceMonitorFactory.get_instance().get_writer("trace")
+    cache: list[Any] = [None, None]
+
+    def writer() -> Any:
+        factory = PerformanceMonitorFactory._instance
+        if factory is None or cache[0] is not factory:
+            factory = factory or PerformanceMonitorFactory.get_instance()
+            cache[0], cache[1] = factory, factory.get_writer("trace")
+        return cache[1]
+
+    return writer
 
 
 _DEFAULT: list[Tracer] = []
