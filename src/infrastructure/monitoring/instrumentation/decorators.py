@@ -80,8 +80,8 @@ class _Call:
 
     __slots__ = ("abandoned", "error", "first", "result", "start", "usage")
 
-    def __init__(self) -> None:
-        self.start = _clock()
+    def __init__(self, start: float | None = None) -> None:
+        self.start = _clock() if start is None else start
         self.first: float | None = None
         self.error: BaseException | None = None
         self.result: Any = None
@@ -93,9 +93,12 @@ Recorder = Callable[[Any, _Call, float], None]
 """(monitor, call, duration) -> writes the line."""
 
 
-def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: bool = False) -> F:
+def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: bool = False,
+          fast: Callable[[Any, float], None] | None = None) -> F:
     """Wrap ``fn`` of any kind so that each call is recorded once by ``record``; ``lookup``
-    gives the monitor to record with, or ``None`` to run ``fn`` untimed (switched off)."""
+    gives the monitor to record with, or ``None`` to run ``fn`` untimed (switched off).
+    ``fast(monitor, duration)``, when given, records a plain call that returned normally
+    without building the per-call state a stream or a failure needs."""
 
     if inspect.isasyncgenfunction(fn):
         @functools.wraps(fn)
@@ -130,14 +133,18 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: b
             monitor = lookup()
             if monitor is None:
                 return await fn(*args, **kwargs)
-            call = _Call()
+            start = _clock()
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
+                call = _Call(start)
                 call.error = exc
                 _finish(monitor, record, call)
                 raise
-            return _returned(result, monitor, record, call, watch_result)
+            if fast is not None:
+                fast(monitor, _clock() - start)
+                return result
+            return _returned(result, monitor, record, _Call(start), watch_result)
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -146,14 +153,18 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: b
         monitor = lookup()
         if monitor is None:
             return fn(*args, **kwargs)
-        call = _Call()
+        start = _clock()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
+            call = _Call(start)
             call.error = exc
             _finish(monitor, record, call)
             raise
-        return _returned(result, monitor, record, call, watch_result)
+        if fast is not None:
+            fast(monitor, _clock() - start)  # the record methods are fail-safe themselves
+            return result
+        return _returned(result, monitor, record, _Call(start), watch_result)
 
     return wrapper  # type: ignore[return-value]
 
@@ -290,8 +301,11 @@ def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields
             extra["time_to_first_item"] = call.first - call.start
         monitor.record_timer(operation, duration, **_failure(call), **extra)
 
+    def fast(monitor: Any, duration: float) -> None:
+        monitor.record_timer(operation, duration, success=True, **fields)
+
     def decorate(fn: F) -> F:
-        return _wrap(fn, lookup, record)
+        return _wrap(fn, lookup, record, fast=fast)
 
     return decorate
 
@@ -305,8 +319,14 @@ def observe_tool_call(tool_name: str, **fields: Any) -> Callable[[F], F]:
         monitor.record_tool_call(tool_name, duration, status["success"], error_type=status.get("error_type"),
                                  **extra)
 
+    def fast(monitor: Any, duration: float) -> None:
+        if fields:
+            monitor.record_tool_call(tool_name, duration, True, **fields)
+        else:
+            monitor.record_tool_call(tool_name, duration, True)
+
     def decorate(fn: F) -> F:
-        return _wrap(fn, _monitor_lookup("tool"), record)
+        return _wrap(fn, _monitor_lookup("tool"), record, fast=fast)
 
     return decorate
 
@@ -320,8 +340,14 @@ def observe_task_execution(task_type: str, **fields: Any) -> Callable[[F], F]:
         monitor.record_task_execution(task_type, duration, status["success"], error_type=status.get("error_type"),
                                       **extra)
 
+    def fast(monitor: Any, duration: float) -> None:
+        if fields:
+            monitor.record_task_execution(task_type, duration, True, **fields)
+        else:
+            monitor.record_task_execution(task_type, duration, True)
+
     def decorate(fn: F) -> F:
-        return _wrap(fn, _monitor_lookup("task"), record)
+        return _wrap(fn, _monitor_lookup("task"), record, fast=fast)
 
     return decorate
 
