@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["parse_bool", "parse_duration", "parse_size"]
+__all__ = ["format_size", "parse_bool", "parse_duration", "parse_size"]
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -42,6 +42,15 @@ def parse_size(value: object) -> int:
         raise ValueError(f"cannot parse size {value!r}; use bytes or e.g. '512 KiB', '50 MB', '1 GiB'")
     number, unit = match.groups()
     return int(float(number) * _SIZE_UNITS[(unit or "").lower()])
+
+
+def format_size(size: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``: the other way round, for people reading a report."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def parse_duration(value: object) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 from dependency_injector import providers
 
+from ._parsers import format_size
 from .config import MonitoringSettings, load_settings
 from .di_config import MonitoringContainer
 from .errors import MonitoringError
@@ -38,12 +39,7 @@ def _factory(settings: MonitoringSettings) -> PerformanceMonitorFactory:
     return PerformanceMonitorFactory(container)
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+_human = format_size
 
 
 _config_option = click.option(
@@ -100,8 +96,9 @@ def demo(seconds: float, seed: int, config: str | None, log_dir: str | None) -> 
 
 
 def _count_lines(path: Path) -> int:
-    with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    from .query.storage import count_lines
+
+    return count_lines(path)
 
 
 @main.command("validate-config")

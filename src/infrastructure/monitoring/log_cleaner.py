@@ -47,6 +47,7 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any, Final
 
+from ._parsers import format_size
 from ._sink import bump_generation, family_lock, last_rotation, parse_backup_name, shift_backups
 from .config import CleanupSettings, resolve_log_patterns
 from .interfaces import MetricsWriter
@@ -126,12 +127,7 @@ class CleanupResult:
                 + f"; {self.files_scanned} files scanned in {self.duration_seconds:.3f}s")
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+_human = format_size
 
 
 @dataclass(slots=True)

@@ -346,17 +346,9 @@ class LogParser:
         with Snapshot.open(self.log_dir, self._modules(module), lo, hi) as snap:
             scan = _Collect(plan, report)
             for segment in snap.segments:
-                line_no = (segment.first_line or 1) - 1
-                chunk_start = segment.start
-                for chunk in read_segment(segment):  # one chunk of records in memory at a time
-                    scan._every_line(segment, chunk, chunk_start, line_no)
+                for _ in scan._chunks(segment):  # one chunk of records in memory at a time
                     yield from scan.found
                     scan.found.clear()
-                    line_no += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-                    chunk_start += len(chunk)
-                if segment.torn:
-                    tail = os.pread(segment.handle.fileno(), min(segment.torn, 200), segment.end)
-                    scan._skip(segment, line_no + 1, segment.end, "torn", tail)
 
     def _window(self, since: Any, until: Any, last: Any) -> tuple[float | None, float | None]:
         lo, hi = parse_time(since), parse_time(until)
@@ -440,12 +432,19 @@ class _Scan:
                 self.progress(done, self.total)
 
     def _segment(self, segment: Segment) -> None:
+        for _ in self._chunks(segment):
+            pass
+
+    def _chunks(self, segment: Segment) -> Iterator[None]:
+        """Scan ``segment`` one chunk of lines at a time, pausing after each (``records`` hands
+        out what a chunk matched; an aggregation just runs through)."""
         first = (segment.first_line or 1) - 1
         line_no = first
         chunk_start = segment.start
         for chunk in read_segment(segment):
             n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
             self._every_line(segment, chunk, chunk_start, line_no)
+            yield
             line_no += n
             chunk_start += len(chunk)
         self.lines += line_no - first

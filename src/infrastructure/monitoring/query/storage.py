@@ -15,7 +15,7 @@ from typing import Any
 from .engine import LogParser
 from .files import FamilyFile, discover, line_timestamp
 
-__all__ = ["FamilyStatus", "FolderStatus", "follow", "folder_status"]
+__all__ = ["FamilyStatus", "FolderStatus", "count_lines", "follow", "folder_status"]
 
 _TAIL_BLOCK = 64 * 1024
 
@@ -46,7 +46,7 @@ def folder_status(log_dir: str | os.PathLike[str]) -> FolderStatus:
     status = FolderStatus(str(folder))
     for module, files in discover(folder).items():
         status.families.append(FamilyStatus(
-            module, len(files), sum(f.size for f in files), sum(_lines(f) for f in files),
+            module, len(files), sum(f.size for f in files), sum(count_lines(f.path, gz=f.gz) for f in files),
             _edge_timestamp(files[0], first=True), _edge_timestamp(files[-1], first=False),
             sum(1 for f in files if f.gz),
         ))
@@ -62,10 +62,11 @@ def folder_status(log_dir: str | os.PathLike[str]) -> FolderStatus:
     return status
 
 
-def _lines(f: FamilyFile) -> int:
+def count_lines(path: str | os.PathLike[str], *, gz: bool = False) -> int:
+    """Lines in a file (compressed or not); what could be read of a damaged one."""
     count = 0
     try:
-        with (gzip.open(f.path, "rb") if f.gz else open(f.path, "rb")) as handle:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
             while block := handle.read(1 << 22):
                 count += block.count(b"\n")
     except (OSError, EOFError, zlib.error):
