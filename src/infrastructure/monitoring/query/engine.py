@@ -259,6 +259,8 @@ class LogParser:
         skipped = SkipReport()
         with Snapshot.open(self.log_dir, modules, lo, hi) as snap:
             use_duck = engine == "duckdb" or (engine == "auto" and snap.bytes >= self.duckdb_threshold)
+            if use_duck and not snap.segments:
+                use_duck = False  # nothing to read: no engine needed
             if use_duck and not duck_available():
                 if engine == "duckdb":
                     raise QueryError("engine='duckdb' needs the duckdb package (pip install duckdb)")
