@@ -361,17 +361,22 @@ def observe_llm_call(fn: F | None = None, /, *, model: str | None = None, provid
     """
 
     def record(monitor: Any, call: _Call, duration: float) -> None:
-        status = _failure(call)
-        usage = call.usage if call.usage is not None else _usage_of(call.result)
-        seen_model = _get(call.result, "model") or model or "unknown"
+        result = call.result
+        usage = call.usage if call.usage is not None else _usage_of(result)
+        name = str(_get(result, "model") or model or "unknown")
         prompt, completion, total, cached = _tokens(usage)
-        extra = {**fields, **_stream_fields(call)}
-        ttft = extra.pop("time_to_first_token", None)
-        monitor.record_llm_call(
-            str(seen_model), provider or _provider_of(str(seen_model)), duration, prompt, completion,
-            total, status["success"], error_type=status.get("error_type"), time_to_first_token=ttft,
-            cached_tokens=cached, streaming=True if call.first is not None else None, **extra,
-        )
+        extra = dict(fields) if fields else {}  # only what is known: every keyword costs on the write path
+        if call.error is not None:
+            extra["error_type"] = type(call.error).__name__
+        if call.first is not None:
+            extra["time_to_first_token"] = call.first - call.start
+            extra["streaming"] = True
+        if call.abandoned:
+            extra["abandoned"] = True
+        if cached is not None:
+            extra["cached_tokens"] = cached
+        monitor.record_llm_call(name, provider or _provider_of(name), duration, prompt, completion, total,
+                                call.error is None, **extra)
 
     lookup = fixed(monitor) if monitor is not None else _monitor_lookup("llm")
 
@@ -424,6 +429,7 @@ _PROVIDERS = (("gpt", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "ope
               ("command", "cohere"))
 
 
+@functools.lru_cache(maxsize=256)
 def _provider_of(model: str) -> str:
     lowered = model.lower()
     for prefix, provider in _PROVIDERS:
