@@ -16,6 +16,7 @@ import os
 import random
 import statistics
 import time
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -392,3 +393,19 @@ def test_engines_agree_with_the_generators_ground_truth(tmp_path: Path) -> None:
                 assert r["sum_response_time"] == pytest.approx(want[r["model"]]["rt_sum"], rel=1e-9)
         failures = parser.query(where=["success=false"], group_by="operation", engine=engine).rows
         assert {r["operation"]: r["count"] for r in failures} == truth["failures_per_operation"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_damaged_archive_is_read_as_far_as_it_goes_and_reported(tmp_path: Path, engine: str,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "logs"
+    records = write_timed_family(folder, minutes=60, per_file=600)  # .1 .. .5 plain, oldest gzipped
+    archive = next(folder.glob("tool_metrics.log.*.gz"))
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[: len(whole) // 2])  # cut in the middle
+    result = LogParser(folder).query("tool", aggs=["count"], engine=engine)
+    survived = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(whole[: len(whole) // 2])  # all that can be
+    complete_lines = survived.count(b"\n")
+    assert result.rows[0]["count"] == len(records) - 600 + complete_lines
+    assert result.skipped.by_reason.get("damaged archive") == 1
+    assert any(s.file.endswith(archive.name) for s in result.skipped.samples)

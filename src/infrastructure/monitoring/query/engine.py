@@ -17,6 +17,7 @@ is reported whatever the query.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -47,6 +48,8 @@ from .spec import (
 )
 
 __all__ = ["LogParser", "QueryResult", "SkippedLine", "SkipReport"]
+
+_log = logging.getLogger("infrastructure.monitoring.query")
 
 OTHER: Final = "__other__"
 _SAMPLE_LIMIT: Final = 100
@@ -266,7 +269,15 @@ class LogParser:
                     raise QueryError("engine='duckdb' needs the duckdb package (pip install duckdb)")
                 use_duck = False
             if use_duck:
-                rows, lines, matched, folded = self._duck(plan, snap, skipped, max_groups, progress, lo, hi)
+                try:
+                    rows, lines, matched, folded = self._duck(plan, snap, skipped, max_groups, progress, lo, hi)
+                except Exception as exc:
+                    if not _duck_refused(exc):
+                        raise
+                    # DuckDB gave up on an input (a damaged archive): the Python reader reads what is readable
+                    _log.warning("DuckDB could not read the logs (%s); reading them line by line instead", exc)
+                    skipped.count, skipped.by_reason, skipped.samples = 0, {}, []
+                    rows, lines, matched, folded = self._python(plan, snap, skipped, max_groups, progress, lo, hi)
             else:
                 rows, lines, matched, folded = self._python(plan, snap, skipped, max_groups, progress, lo, hi)
             result = QueryResult(rows, [*keys, *(["bucket"] if width else [])], names, skipped,
@@ -365,6 +376,14 @@ class LogParser:
         return lo, hi
 
 
+def _duck_refused(exc: BaseException) -> bool:
+    try:
+        import duckdb
+    except ImportError:
+        return False
+    return isinstance(exc, duckdb.Error)
+
+
 def _conditions(where: Iterable[str | Condition] | Mapping[str, Any]) -> list[Condition]:
     if isinstance(where, Mapping):
         return [Condition(k, "in", tuple(v)) if isinstance(v, (list, tuple, set, frozenset)) else Condition(k, "=", v)
@@ -453,6 +472,8 @@ class _Scan:
         if segment.torn:
             tail = os.pread(segment.handle.fileno(), min(segment.torn, 200), segment.end)
             self._skip(segment, line_no + 1, segment.end, "torn", tail)
+        if segment.damaged:
+            self._skip(segment, None, segment.end, "damaged archive", b"")
 
     def _add(self, record: dict[str, Any], ts: float) -> None:
         plan = self.plan

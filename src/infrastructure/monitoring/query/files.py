@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
-import io
 import os
 import re
 import time
@@ -29,7 +28,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import orjson
 
@@ -119,6 +118,8 @@ class Segment:
     """Bytes after ``end`` that a dead writer left without a newline (reported, never parsed)."""
     size: int = 0
     """The file's size when the query opened it."""
+    damaged: bool = False
+    """Set while reading when a compressed file turns out truncated or corrupt."""
 
     @property
     def whole(self) -> bool:
@@ -333,7 +334,7 @@ def read_segment(segment: Segment, chunk_size: int = 1 << 20) -> Iterator[bytes]
     if segment.file.gz:
         handle.seek(0)
         with gzip.GzipFile(fileobj=handle) as unpacked:
-            yield from _line_chunks(unpacked, chunk_size)
+            yield from _line_chunks(unpacked, chunk_size, segment)
         return
     fd = handle.fileno()
     pos = segment.start
@@ -352,23 +353,39 @@ def read_segment(segment: Segment, chunk_size: int = 1 << 20) -> Iterator[bytes]
         yield carry
 
 
-def _line_chunks(stream: io.BufferedIOBase | gzip.GzipFile, chunk_size: int) -> Iterator[bytes]:
+def _line_chunks(stream: Any, chunk_size: int, segment: Segment) -> Iterator[bytes]:
+    """Decompressed chunks ending on line boundaries. Gathered with ``read1``: a plain ``read``
+    of a truncated archive raises without handing over what it did decompress, so the lines
+    before the damage would be lost with it."""
     carry = b""
     while True:
-        try:
-            data = stream.read(chunk_size)
-        except (EOFError, zlib.error, OSError):
-            data = b""  # a truncated archive: what was readable is kept, the tail counts as torn
+        parts: list[bytes] = []
+        got = 0
+        failed = False
+        while got < chunk_size:
+            try:
+                part = stream.read1(chunk_size - got)
+            except (EOFError, zlib.error, OSError):
+                failed = True
+                break
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+        if data:
+            data = carry + data
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut]
+            carry = data[cut:]
+        if failed:
+            segment.damaged = True  # what was readable is kept, and the damage is reported
             if carry:
                 yield carry
             return
         if not data:
             break
-        data = carry + data
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            yield data[:cut]
-        carry = data[cut:]
     if carry:
         yield carry
 
