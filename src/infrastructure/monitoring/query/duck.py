@@ -217,7 +217,9 @@ class DuckScan:
             con = duckdb.connect(config={"threads": self.threads, "memory_limit": self.memory_limit,
                                          "temp_directory": os.path.join(folder, "spill")})
             try:
-                con.execute("SET enable_progress_bar = false")
+                # progress is tracked (query_progress) but never printed
+                con.execute("SET enable_progress_bar = true")
+                con.execute("SET enable_progress_bar_print = false")
                 con.execute("SET preserve_insertion_order = false")
                 self._view(con, inputs)
                 self._aggregate(con, progress)
