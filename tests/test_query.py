@@ -409,3 +409,16 @@ def test_a_damaged_archive_is_read_as_far_as_it_goes_and_reported(tmp_path: Path
     assert result.rows[0]["count"] == len(records) - 600 + complete_lines
     assert result.skipped.by_reason.get("damaged archive") == 1
     assert any(s.file.endswith(archive.name) for s in result.skipped.samples)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_count_if_counts_records_matching_a_filter_per_group(family: Path, engine: str) -> None:
+    rows = LogParser(family).query("llm", operation="llm_call", group_by="model", engine=engine,
+                                   aggs=["count", "count_if:success=false", "count_if:prompt_tokens>1500",
+                                         "count_if:user in user0,user1"]).rows
+    records = expected_records()
+    for row in rows:
+        mine = [r for r in records if r["model"] == row["model"]]
+        assert row["count_success_false"] == sum(1 for r in mine if not r["success"])
+        assert row["count_prompt_tokens_gt_1500"] == sum(1 for r in mine if r["prompt_tokens"] > 1500)
+        assert row["count_user_in_user0_user1"] == sum(1 for r in mine if r["user"] in ("user0", "user1"))

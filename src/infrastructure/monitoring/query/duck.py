@@ -56,6 +56,7 @@ class _Stats:
 
     count: int = 0
     bad: int = 0
+    cond_counts: list[int] = field(default_factory=list)
     errors: int = 0
     judged: int = 0
     first_ts: float = math.inf
@@ -104,7 +105,7 @@ class DuckScan:
 
         for key in plan.keys:
             role(key, "text")
-        for c in plan.conditions:
+        for c in [*plan.conditions, *(a.condition for a in plan.count_ifs)]:
             values = c.value if c.op == "in" else (c.value,)
             for v in values:
                 if c.op in ("<", "<=", ">", ">=") or (v.__class__ in (int, float)):
@@ -138,17 +139,26 @@ class DuckScan:
         col = _ident(name)
         return col if self._types.get(name) == "VARCHAR" else f"CAST({col} AS VARCHAR)"
 
-    def _equal(self, name: str, value: Any, params: list[Any]) -> str:
+    def _equal(self, name: str, value: Any, params: list[Any] | None) -> str:
+        """``name = value`` with the value bound as a parameter (or, with ``params=None``, written
+        as an escaped literal: for the aggregates, which come before the WHERE's parameters)."""
         if value is None:
             return f"{_ident(name)} IS NULL"
         if value is True or value is False:
-            params.append(value)
-            return f"{self._bool(name)} = ?"
+            return f"{self._bool(name)} = {_bind(value, params)}"
         if value.__class__ is str:
-            params.append(value)
-            return f"{self._text(name)} = ?"
-        params.append(float(value))
-        return f"{self._num(name)} = ?"
+            return f"{self._text(name)} = {_bind(value, params)}"
+        return f"{self._num(name)} = {_bind(float(value), params)}"
+
+    def _condition(self, c: Any, params: list[Any] | None) -> str:
+        if c.op == "=":
+            return self._equal(c.field, c.value, params)
+        if c.op == "!=":
+            eq = self._equal(c.field, c.value, params)
+            return f"NOT COALESCE({eq}, false)" if c.value is not None else f"NOT ({eq})"
+        if c.op == "in":
+            return "(" + " OR ".join(f"COALESCE({self._equal(c.field, v, params)}, false)" for v in c.value) + ")"
+        return f"{self._num(c.field)} {c.op} {_bind(float(c.value), params)}"
 
     def _where(self, params: list[Any]) -> str:
         plan = self.plan
@@ -160,17 +170,7 @@ class DuckScan:
             params.append(plan.until)
             parts.append("timestamp < ?")
         for c in plan.conditions:
-            if c.op == "=":
-                parts.append(self._equal(c.field, c.value, params))
-            elif c.op == "!=":
-                eq = self._equal(c.field, c.value, params)
-                parts.append(f"NOT COALESCE({eq}, false)" if c.value is not None else f"NOT ({eq})")
-            elif c.op == "in":
-                parts.append("(" + " OR ".join(f"COALESCE({self._equal(c.field, v, params)}, false)"
-                                               for v in c.value) + ")")
-            else:
-                params.append(float(c.value))
-                parts.append(f"{self._num(c.field)} {c.op} ?")
+            parts.append(self._condition(c, params))
         return " AND ".join(f"({p})" for p in parts) or "true"
 
     def _key_exprs(self) -> list[str]:
@@ -204,6 +204,9 @@ class DuckScan:
             t = self._text(f)
             sql.append(f"arg_max({t}, timestamp) FILTER (WHERE {t} IS NOT NULL)")
             layout.append(("latest", f))
+        for agg in plan.count_ifs:
+            sql.append(f"count(*) FILTER (WHERE COALESCE({self._condition(agg.condition, None)}, false))")
+            layout.append(("cond", None))
         return sql, layout
 
     # ------------------------------------------------------------------ running
@@ -328,6 +331,17 @@ class DuckScan:
                     return
 
 
+def _bind(value: Any, params: list[Any] | None) -> str:
+    if params is not None:
+        params.append(value)
+        return "?"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "NULL"
+    return _literal(str(value))
+
+
 def _chunks(figures: Iterable[Any], layout: list[tuple[str, Any]]) -> list[Any]:
     it = iter(figures)
     out = []
@@ -362,6 +376,8 @@ def _fill(stats: _Stats, kind: str, name: Any, value: Any) -> None:
         stats.quant[label] = list(value) if value is not None else [None] * n
     elif kind == "latest":
         stats.latest[name] = (0, _decode(value))
+    elif kind == "cond":
+        stats.cond_counts.append(int(value))
 
 
 def _decode(text: Any) -> Any:

@@ -122,9 +122,13 @@ class QueryResult:
 class _Group:
     """Accumulators of one group: a few numbers per requested field, never the records."""
 
-    __slots__ = ("count", "errors", "first_ts", "judged", "last_ts", "latest", "num", "quant")
+    __slots__ = ("cond_counts", "cond_tests", "count", "errors", "first_ts", "judged", "last_ts", "latest", "num",
+                 "quant")
 
-    def __init__(self, num_fields: Sequence[str], quant_fields: Sequence[str], latest_fields: Sequence[str]) -> None:
+    def __init__(self, num_fields: Sequence[str], quant_fields: Sequence[str], latest_fields: Sequence[str],
+                 cond_tests: Sequence[Callable[[dict[str, Any]], bool]] = ()) -> None:
+        self.cond_tests = cond_tests
+        self.cond_counts = [0] * len(cond_tests)
         self.count = 0
         self.errors = 0
         self.judged = 0
@@ -172,6 +176,10 @@ class _Group:
                     if value is None:
                         continue
                 quant.add(value)
+        if self.cond_tests:
+            for i, test in enumerate(self.cond_tests):
+                if test(record):
+                    self.cond_counts[i] += 1
         if self.latest:
             for name, (seen, _) in self.latest.items():
                 value = record.get(name)
@@ -407,6 +415,7 @@ class _Plan:
                                   and a.field})
         self.quant_fields = sorted({a.field for a in self.aggregates if a.kind == "percentile" and a.field})
         self.latest_fields = sorted({a.field for a in self.aggregates if a.kind == "latest" and a.field})
+        self.count_ifs = [a for a in self.aggregates if a.kind == "count_if" and a.condition is not None]
         self.tokens = _required_tokens(self.conditions)
 
 
@@ -442,7 +451,8 @@ class _Scan:
 
     def _new_group(self) -> _Group:
         p = self.plan
-        return _Group(p.num_fields, p.quant_fields, p.latest_fields)
+        return _Group(p.num_fields, p.quant_fields, p.latest_fields,
+                      [a.condition.test for a in p.count_ifs if a.condition is not None])
 
     def run(self, segments: list[Segment]) -> None:
         done = 0
@@ -617,6 +627,9 @@ def build_rows(plan: _Plan, groups: Iterable[tuple[tuple[Any, ...], Any]], since
             for q, v in zip(wanted, group.quantile_values(qfield, wanted), strict=True):
                 quantiles[(qfield, q)] = v
         for agg in plan.aggregates:
+            if agg.kind == "count_if":
+                row[agg.name] = group.cond_counts[plan.count_ifs.index(agg)]
+                continue
             row[agg.name] = _value(agg, group, seconds, quantiles)
         out.append(row)
     return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import LogParser, QueryResult, SkipReport
+from .spec import parse_agg
 
 __all__ = ["Report", "Section", "build_report", "prometheus_text", "report_csv", "report_json"]
 
@@ -84,39 +85,43 @@ def build_report(parser: LogParser, *, since: float | None = None, until: float 
         since = until - hours * 3600
     report = Report(since, until if until is not None else now)
     present = set(parser.modules())
+    shared: dict[str, QueryResult] = {}
     for spec in _SPECS:
         if spec.module not in present or (module is not None and spec.module != module):
             continue
-        result = parser.query(spec.module, operation=spec.operation, since=since, until=until,
-                              group_by=list(spec.group_by), aggs=list(spec.aggs), progress=progress)
-        columns = _useful_columns(result, spec)
-        if spec.name == "llm" and result.rows:
-            _add_unpriced(parser, result, columns, since, until)
-        if result.rows:
-            report.sections.append(Section(spec.name, spec.title, columns,
-                                           [{c: r.get(c) for c in columns} for r in result.rows]))
-        _merge_skips(report.skipped, result)
+        if spec.module == "llm":
+            if "llm" not in shared:  # one scan of the llm family answers its three sections
+                shared["llm"] = _llm_scan(parser, since, until, progress)
+                _merge_skips(report.skipped, shared["llm"])
+            names = [*spec.group_by, *(parse_agg(a).name for a in spec.aggs)]
+            rows = [r for r in shared["llm"].rows if r.get("operation") == spec.operation]
+        else:
+            result = parser.query(spec.module, operation=spec.operation, since=since, until=until,
+                                  group_by=list(spec.group_by), aggs=list(spec.aggs), progress=progress)
+            _merge_skips(report.skipped, result)
+            names, rows = [*spec.group_by, *result.aggregates], result.rows
+        columns = [c for c in names if any(r.get(c) is not None for r in rows)]
+        if spec.name == "llm" and any(r.get(_UNPRICED) for r in rows):
+            columns.append("unpriced")  # calls of models missing from the price table: shown, never free
+            for r in rows:
+                r["unpriced"] = r.get(_UNPRICED, 0)
+        if rows:
+            table = [{c: r.get(c) for c in columns} for r in rows]
+            report.sections.append(Section(spec.name, spec.title, columns, table))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _add_unpriced(parser: LogParser, result: QueryResult, columns: list[str], since: float | None,
-                  until: float | None) -> None:
-    """Calls of models missing from the price table: shown, never counted as free."""
-    unpriced = parser.query("llm", operation="llm_call", where=["cost_status=unknown_model"], since=since,
-                            until=until, group_by=["provider", "model"], aggs=["count"])
-    counts = {(r["provider"], r["model"]): r["count"] for r in unpriced.rows}
-    if not counts:
-        return
-    for row in result.rows:
-        row["unpriced"] = counts.get((row.get("provider"), row.get("model")), 0)
-    columns.append("unpriced")
+_UNPRICED = "count_cost_status_unknown_model"
 
 
-def _useful_columns(result: QueryResult, spec: _Spec) -> list[str]:
-    """Drop group-by fields and aggregates that are empty in every row (an unused field)."""
-    names = [*spec.group_by, *result.aggregates]
-    return [c for c in names if any(r.get(c) is not None for r in result.rows)]
+def _llm_scan(parser: LogParser, since: float | None, until: float | None,
+              progress: Callable[[int, int], None] | None) -> QueryResult:
+    specs = [s for s in _SPECS if s.module == "llm"]
+    aggs = list(dict.fromkeys(a for s in specs for a in s.aggs))
+    return parser.query("llm", operation=[str(s.operation) for s in specs], since=since, until=until,
+                        group_by=["operation", "provider", "model"], aggs=[*aggs, "count_if:cost_status=unknown_model"],
+                        progress=progress)
 
 
 def _merge_skips(total: SkipReport, result: QueryResult) -> None:

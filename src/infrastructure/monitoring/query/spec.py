@@ -18,6 +18,7 @@ spec               row key              meaning
 ``errors``         ``errors``           records with ``success`` false
 ``rate``           ``rate``             records per second of the window (or bucket)
 ``latest:F``       ``latest_F``         the value of ``F`` in the newest record
+``count_if:F=V``   ``count_F_V``        records matching a filter (any filter syntax)
 =================  ===================  ==============================================
 """
 
@@ -41,6 +42,7 @@ __all__ = [
 OPS: Final = ("=", "!=", "<", "<=", ">", ">=", "in")
 _WHERE_RE: Final = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(!=|<=|>=|=|<|>|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
 _PCT_RE: Final = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+_OP_WORDS: Final = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "in": "in"}
 _KINDS: Final = ("count", "sum", "avg", "min", "max", "error_rate", "errors", "rate", "latest")
 
 
@@ -157,14 +159,28 @@ class Aggregate:
     field: str | None = None
     q: float | None = None
     """The percentile as a fraction (0.95) when ``kind == "percentile"``."""
+    condition: Condition | None = None
+    """What ``count_if`` counts."""
 
     @property
     def name(self) -> str:
+        if self.kind == "count_if" and self.condition is not None:
+            c = self.condition
+            value = ",".join(map(_label, c.value)) if c.op == "in" else _label(c.value)
+            label = f"{c.field}_{_OP_WORDS[c.op]}_{value}" if c.op != "=" else f"{c.field}_{value}"
+            return "count_" + re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
         if self.kind == "percentile":
             assert self.q is not None
             label = f"{self.q * 100:.6g}".replace(".", "_")
             return f"p{label}_{self.field}"
         return self.kind if self.field is None else f"{self.kind}_{self.field}"
+
+
+def _label(value: Any) -> str:
+    """A value as it appears in an aggregate's name: JSON words, numbers without trailing zeros."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def parse_agg(spec: str | Aggregate) -> Aggregate:
@@ -182,6 +198,10 @@ def parse_agg(spec: str | Aggregate) -> Aggregate:
         if not 0 <= q <= 1:
             raise QueryError(f"percentile {kind!r} must be between p0 and p100")
         return Aggregate("percentile", field, q)
+    if kind == "count_if":
+        if not field:
+            raise QueryError(f"aggregate {spec!r} needs a condition: count_if:FIELD=VALUE")
+        return Aggregate("count_if", condition=parse_where(field))
     if kind in ("count", "error_rate", "errors", "rate"):
         if field:
             raise QueryError(f"aggregate {kind!r} takes no field (got {spec!r})")
@@ -191,7 +211,7 @@ def parse_agg(spec: str | Aggregate) -> Aggregate:
             raise QueryError(f"aggregate {spec!r} needs a field: {kind}:FIELD")
         return Aggregate(kind, field)
     raise QueryError(f"unknown aggregate {spec!r}; use count, sum:F, avg:F, min:F, max:F, pNN:F (p50, p95, p99.9), "
-                     "error_rate, errors, rate or latest:F")
+                     "error_rate, errors, rate, latest:F or count_if:F=V")
 
 
 def parse_value(text: str) -> Any:
