@@ -424,7 +424,7 @@ def _session_report(folder: Path, session_id: str, fmt: str) -> None:
 @click.option("--bucket", default=None, help="Also group by time bucket: 1m, 5m, 1h, 1d ...")
 @click.option("--agg", "aggs", multiple=True,
               help="count, sum:F, avg:F, min:F, max:F, pNN:F (p95:response_time), error_rate, errors, rate, "
-                   "latest:F; repeatable (default: count).")
+                   "latest:F, count_if:F=V; repeatable (default: count).")
 @click.option("--order-by", default=None, help="Sort by this aggregate or field (descending).")
 @click.option("--asc", is_flag=True, help="Sort ascending.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep the first N rows (top-N).")
