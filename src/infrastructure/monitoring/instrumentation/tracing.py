@@ -135,16 +135,21 @@ class Tracer:
         if sample_rate is not None and not 0 <= sample_rate <= 1:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
         self._sample_rate = sample_rate
+        self._configured: tuple[Any, float] = (None, 1.0)
         self._random = random.Random(seed)
         self._writer = writer or _trace_writer_lookup()
 
     @property
     def sample_rate(self) -> float:
+        """The rate given to this tracer, else the configuration's (read once per factory)."""
         if self._sample_rate is not None:
             return self._sample_rate
         from ..factory import PerformanceMonitorFactory
 
-        return PerformanceMonitorFactory.get_instance().settings.tracing.sample_rate
+        factory = PerformanceMonitorFactory._instance or PerformanceMonitorFactory.get_instance()
+        if self._configured[0] is not factory:
+            self._configured = (factory, factory.settings.tracing.sample_rate)
+        return float(self._configured[1])
 
     @contextmanager
     def start_as_current_span(self, name: str, *, kind: str = "internal", attributes: Mapping[str, Any] | None = None,
