@@ -272,21 +272,6 @@ def _monitor_lookup(name: str) -> Callable[[], Any]:
     return lookup
 
 
-def _failure(call: _Call) -> dict[str, Any]:
-    if call.error is not None:
-        return {"success": False, "error_type": type(call.error).__name__}
-    return {"success": True}
-
-
-def _stream_fields(call: _Call) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if call.first is not None:
-        fields["time_to_first_token"] = call.first - call.start
-    if call.abandoned:
-        fields["abandoned"] = True
-    return fields
-
-
 # --------------------------------------------------------------------------- public decorators
 
 
@@ -295,11 +280,14 @@ def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields
     lookup = fixed(monitor) if monitor is not None else _monitor_lookup(module)
 
     def record(monitor: Any, call: _Call, duration: float) -> None:
-        extra = {**fields, **_stream_fields(call)}
-        extra.pop("time_to_first_token", None)
+        extra = dict(fields)
+        if call.error is not None:
+            extra["error_type"] = type(call.error).__name__
         if call.first is not None:
             extra["time_to_first_item"] = call.first - call.start
-        monitor.record_timer(operation, duration, **_failure(call), **extra)
+        if call.abandoned:
+            extra["abandoned"] = True
+        monitor.record_timer(operation, duration, success=call.error is None, **extra)
 
     def fast(monitor: Any, duration: float) -> None:
         monitor.record_timer(operation, duration, success=True, **fields)
@@ -310,46 +298,34 @@ def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields
     return decorate
 
 
-def observe_tool_call(tool_name: str, **fields: Any) -> Callable[[F], F]:
-    """``@observe_tool_call("read_file")``: a ``tool_call`` line per call (duration, success, error_type)."""
+def _named(module: str, method: str, label: str, fields: dict[str, Any]) -> Callable[[F], F]:
+    """A decorator recording each call with ``monitor.<method>(label, duration, success, ...)``."""
 
     def record(monitor: Any, call: _Call, duration: float) -> None:
-        status = _failure(call)
-        extra = {**fields, **({"abandoned": True} if call.abandoned else {})}
-        monitor.record_tool_call(tool_name, duration, status["success"], error_type=status.get("error_type"),
-                                 **extra)
+        extra = dict(fields)
+        if call.error is not None:
+            extra["error_type"] = type(call.error).__name__
+        if call.abandoned:
+            extra["abandoned"] = True
+        getattr(monitor, method)(label, duration, call.error is None, **extra)
 
     def fast(monitor: Any, duration: float) -> None:
-        if fields:
-            monitor.record_tool_call(tool_name, duration, True, **fields)
-        else:
-            monitor.record_tool_call(tool_name, duration, True)
+        getattr(monitor, method)(label, duration, True, **fields)
 
     def decorate(fn: F) -> F:
-        return _wrap(fn, _monitor_lookup("tool"), record, fast=fast)
+        return _wrap(fn, _monitor_lookup(module), record, fast=fast)
 
     return decorate
+
+
+def observe_tool_call(tool_name: str, **fields: Any) -> Callable[[F], F]:
+    """``@observe_tool_call("read_file")``: a ``tool_call`` line per call (duration, success, error_type)."""
+    return _named("tool", "record_tool_call", tool_name, fields)
 
 
 def observe_task_execution(task_type: str, **fields: Any) -> Callable[[F], F]:
     """``@observe_task_execution("data_processing")``: a ``task_execution`` line per call."""
-
-    def record(monitor: Any, call: _Call, duration: float) -> None:
-        status = _failure(call)
-        extra = {**fields, **({"abandoned": True} if call.abandoned else {})}
-        monitor.record_task_execution(task_type, duration, status["success"], error_type=status.get("error_type"),
-                                      **extra)
-
-    def fast(monitor: Any, duration: float) -> None:
-        if fields:
-            monitor.record_task_execution(task_type, duration, True, **fields)
-        else:
-            monitor.record_task_execution(task_type, duration, True)
-
-    def decorate(fn: F) -> F:
-        return _wrap(fn, _monitor_lookup("task"), record, fast=fast)
-
-    return decorate
+    return _named("task", "record_task_execution", task_type, fields)
 
 
 def observe_llm_call(fn: F | None = None, /, *, model: str | None = None, provider: str | None = None,

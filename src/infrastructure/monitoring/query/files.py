@@ -334,17 +334,16 @@ def read_segment(segment: Segment, chunk_size: int = 1 << 20) -> Iterator[bytes]
     if segment.file.gz:
         handle.seek(0)
         with gzip.GzipFile(fileobj=handle) as unpacked:
-            yield from _line_chunks(unpacked, chunk_size, segment)
+            yield from _aligned(_gz_blocks(unpacked, chunk_size, segment))
         return
-    fd = handle.fileno()
-    pos = segment.start
+    yield from _aligned(_pread_blocks(handle.fileno(), segment.start, segment.end, chunk_size))
+
+
+def _aligned(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The blocks' bytes again, cut at line ends (a last partial line comes out on its own)."""
     carry = b""
-    while pos < segment.end:
-        data = os.pread(fd, min(chunk_size, segment.end - pos), pos)
-        if not data:
-            break
-        pos += len(data)
-        data = carry + data
+    for block in blocks:
+        data = carry + block
         cut = data.rfind(b"\n") + 1
         if cut:
             yield data[:cut]
@@ -353,41 +352,37 @@ def read_segment(segment: Segment, chunk_size: int = 1 << 20) -> Iterator[bytes]
         yield carry
 
 
-def _line_chunks(stream: Any, chunk_size: int, segment: Segment) -> Iterator[bytes]:
-    """Decompressed chunks ending on line boundaries. Gathered with ``read1``: a plain ``read``
-    of a truncated archive raises without handing over what it did decompress, so the lines
-    before the damage would be lost with it."""
-    carry = b""
+def _pread_blocks(fd: int, start: int, end: int, size: int) -> Iterator[bytes]:
+    pos = start
+    while pos < end:
+        data = os.pread(fd, min(size, end - pos), pos)
+        if not data:
+            return
+        pos += len(data)
+        yield data
+
+
+def _gz_blocks(stream: Any, size: int, segment: Segment) -> Iterator[bytes]:
+    """Decompressed blocks, gathered with ``read1``: a plain ``read`` of a truncated archive raises
+    without handing over what it did decompress, so the lines before the damage would be lost."""
     while True:
         parts: list[bytes] = []
         got = 0
-        failed = False
-        while got < chunk_size:
-            try:
-                part = stream.read1(chunk_size - got)
-            except (EOFError, zlib.error, OSError):
-                failed = True
-                break
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-        data = b"".join(parts)
-        if data:
-            data = carry + data
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield data[:cut]
-            carry = data[cut:]
-        if failed:
+        try:
+            while got < size:
+                part = stream.read1(size - got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        except (EOFError, zlib.error, OSError):
             segment.damaged = True  # what was readable is kept, and the damage is reported
-            if carry:
-                yield carry
+            if parts:
+                yield b"".join(parts)
             return
-        if not data:
-            break
-    if carry:
-        yield carry
+        if not parts:
+            return
+        yield b"".join(parts)
 
 
 def peek_json(line: bytes) -> object:
