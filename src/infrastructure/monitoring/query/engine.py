@@ -114,10 +114,6 @@ class QueryResult:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def truncated_groups(self) -> bool:
-        return self.folded_groups > 0
-
 
 class _Group:
     """Accumulators of one group: a few numbers per requested field, never the records."""

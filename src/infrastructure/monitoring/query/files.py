@@ -383,11 +383,3 @@ def _gz_blocks(stream: Any, size: int, segment: Segment) -> Iterator[bytes]:
         if not parts:
             return
         yield b"".join(parts)
-
-
-def peek_json(line: bytes) -> object:
-    """``orjson.loads`` that returns ``None`` instead of raising (for status and tail)."""
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
