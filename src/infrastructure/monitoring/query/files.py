@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-import orjson
-
 from .._sink import parse_backup_name
 from ..schema import lock_path_for
 
