@@ -291,3 +291,13 @@ def test_run_command_works_until_sigterm_and_stops_cleanly(log_dir: Path) -> Non
     assert "monitoring jobs running" in out
     assert "received SIGTERM" in out
     assert "stopped cleanly after" in out
+
+
+def test_run_now_cleans_in_the_calling_thread_and_keeps_the_latest_result(service_for: Any, log_dir: Path) -> None:
+    service = service_for(first_run_delay=60)
+    target = old_file(log_dir, "n.log.1")
+    result = service.run_now()  # not started: runs here, regardless of the schedule
+    assert result.deleted == ["n.log.1"]
+    assert not target.exists()
+    assert service.last_result is result
+    assert service.runs == 1
