@@ -47,6 +47,11 @@ def test_validate_config_reports_errors(tmp_path: Path) -> None:
     good = monitoring("validate-config", cwd=tmp_path)
     assert good.returncode == 0
     assert "configuration: <defaults>" in good.stdout
+    (tmp_path / "priced.yaml").write_text("pricing: {version: v7, models: {gpt-4o: {input: 1, output: 2}}}\n"
+                                          "tracing: {sample_rate: 0.25}\n")
+    priced = monitoring("validate-config", "--config", "priced.yaml", cwd=tmp_path)
+    assert "pricing: 1 models, version=v7" in priced.stdout
+    assert "tracing: sample_rate=0.25" in priced.stdout
 
 
 @pytest.mark.parametrize("args", [["demo", "--seconds", "0"], ["no-such-command"]])

@@ -127,6 +127,9 @@ def validate_config(config: str | None) -> None:
         click.echo("  " + " ".join(f"{k}={v}" for k, v in extras.items() if v is not None))
     system = settings.system_metrics
     click.echo(f"system_metrics: enabled={system.enabled} every {system.interval_seconds:g}s")
+    pricing = settings.pricing
+    click.echo(f"pricing: {len(pricing.models)} models, version={pricing.version}, currency={pricing.currency}")
+    click.echo(f"tracing: sample_rate={settings.tracing.sample_rate:g}")
     if problems:
         sys.exit(1)
 
