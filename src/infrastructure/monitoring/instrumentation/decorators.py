@@ -88,6 +88,15 @@ class _Call:
         self.usage: Any = None
         self.abandoned = False
 
+    def saw(self, item: Any) -> None:
+        """One item of a stream went by: note the first one's time and keep only the latest usage."""
+        if self.first is None:
+            self.first = _clock()
+        usage = _usage_of(item)
+        if usage is not None:
+            self.usage = usage
+            self.result = item
+
 
 Recorder = Callable[[Any, _Call, float], None]
 """(monitor, call, duration) -> writes the line."""
@@ -186,16 +195,10 @@ def _watch(stream: Iterator[Any], monitor: Any, record: Recorder, call: _Call) -
     done = False
     try:
         for item in stream:
-            if call.first is None:
-                call.first = _clock()
-            usage = _usage_of(item)
-            if usage is not None:
-                call.usage = usage
-                call.result = item
+            call.saw(item)
             yield item
         done = True
-    except GeneratorExit:
-        call.abandoned = True
+    except GeneratorExit:  # the consumer closed it early: abandoned (marked below)
         raise
     except BaseException as exc:
         call.error = exc
@@ -214,16 +217,10 @@ async def _watch_async(stream: AsyncIterator[Any], monitor: Any, record: Recorde
     done = False
     try:
         async for item in stream:
-            if call.first is None:
-                call.first = _clock()
-            usage = _usage_of(item)
-            if usage is not None:
-                call.usage = usage
-                call.result = item
+            call.saw(item)
             yield item
         done = True
-    except GeneratorExit:
-        call.abandoned = True
+    except GeneratorExit:  # the consumer closed it early: abandoned (marked below)
         raise
     except BaseException as exc:
         call.error = exc
