@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,10 @@ def make_factory(log_dir: Path) -> Iterator[Callable[..., PerformanceMonitorFact
     made: list[PerformanceMonitorFactory] = []
 
     def build(
-        *, cleanup: dict[str, Any] | None = None, system: dict[str, Any] | None = None, **logging_overrides: Any
+        *, cleanup: dict[str, Any] | None = None, system: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None, **logging_overrides: Any
     ) -> PerformanceMonitorFactory:
-        overrides: dict[str, Any] = {"logging": {"log_dir": str(log_dir), **logging_overrides}}
+        overrides: dict[str, Any] = {"logging": {"log_dir": str(log_dir), **logging_overrides}, **(extra or {})}
         if cleanup:
             overrides["log_cleanup"] = cleanup
         if system:
@@ -115,3 +116,67 @@ def run_python(code: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = No
         [sys.executable, "-c", code], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
         check=False,
     )
+
+
+def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records as JSON lines, timestamps as given (for tests that control time)."""
+    import orjson
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        handle.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+
+class CaptureServer:
+    """A real HTTP server on loopback that keeps every request it gets.
+
+    ``statuses`` is the answer to each request in turn (the last one repeats); ``delay``
+    makes every answer that late (to test client timeouts).
+    """
+
+    def __init__(self, statuses: Sequence[int] = (200,), delay: float = 0.0) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.statuses = list(statuses)
+        self.delay = delay
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((self.path, dict(self.headers), body))
+                if outer.delay:
+                    time.sleep(outer.delay)
+                status = outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def capture_server() -> Iterator[Callable[..., CaptureServer]]:
+    servers: list[CaptureServer] = []
+
+    def start(statuses: Sequence[int] = (200,), delay: float = 0.0) -> CaptureServer:
+        server = CaptureServer(statuses, delay)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -9,6 +9,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -614,3 +615,58 @@ def traces(limit: int, trace_id: str | None, config: str | None, log_dir: str | 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --------------------------------------------------------------------------- alerts, SLOs
+
+
+def _when(epoch: Any) -> str:
+    if not isinstance(epoch, (int, float)):
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _alert_rows(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"state": a.get("state") or a.get("event"), "severity": a.get("severity"), "rule": a.get("rule"),
+             "labels": " ".join(f"{k}={v}" for k, v in (a.get("labels") or {}).items()) or "-",
+             "value": a.get("value"), "since": _when(a.get("since")),
+             "at": _when(a.get("evaluated_at") or a.get("timestamp"))} for a in alerts]
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Evaluate the rules once now; exit 1 when an alert fires.")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              help="How far back the list of recent transitions goes.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_config_option
+@_log_dir_option
+def alerts(check: bool, hours: float, fmt: str, config: str | None, log_dir: str | None) -> None:
+    """Current and recent alerts; with --check, evaluate the rules first (for cron and CI)."""
+    settings = _settings(config, log_dir)
+    factory = _factory(settings)
+    try:
+        evaluator = factory.get_alert_evaluator()
+        errors: list[str] = []
+        if check:
+            if not settings.alerts.rules:
+                raise click.ClickException(f"no alert rules in {settings.source} (add an alerts.rules list)")
+            evaluation = evaluator.evaluate()
+            errors = evaluation.errors
+        current = evaluator.current()
+        recent = evaluator.recent(hours=hours)
+    finally:
+        factory.shutdown()
+    firing = [a for a in current if a.get("state") == "firing"]
+    if fmt == "json":
+        click.echo(json.dumps({"current": current, "recent": recent, "errors": errors}, indent=2, default=str))
+    else:
+        console = _console()
+        columns = ["state", "severity", "rule", "labels", "value", "since", "at"]
+        console.print(_table("Current alerts", columns, _alert_rows(current)) if current
+                      else "current alerts: none pending or firing")
+        if recent:
+            console.print(_table(f"Transitions in the last {hours:g} h (newest first)", columns, _alert_rows(recent)))
+        for line in errors:
+            console.print(f"[red]rule error[/red] {line}")
+    if check and (firing or errors):
+        sys.exit(1)

@@ -8,7 +8,7 @@ value and what would be valid, at load time, before any record is written.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -17,8 +17,32 @@ from typing import Any
 import yaml
 
 from . import env
-from ._parsers import parse_duration, parse_size
+from ._validate import (
+    Validator,
+    _bool,
+    _number,
+    _optional,
+    _positive_int,
+    _seconds,
+    _section,
+    _share,
+    _size,
+    _str_list,
+    _text,
+)
 from .errors import ConfigError
+from .ops_config import (
+    AlertSettings,
+    AnomalySettings,
+    OtlpSettings,
+    ServerSettings,
+    SloTarget,
+    alerts_section,
+    anomalies_section,
+    otlp_section,
+    server_section,
+    slos_section,
+)
 from .schema import MODULE_NAME_RE, default_file_name
 
 __all__ = [
@@ -187,59 +211,17 @@ class MonitoringSettings:
     system_metrics: SystemMetricsSettings = field(default_factory=SystemMetricsSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    slos: tuple[SloTarget, ...] = ()
+    anomalies: AnomalySettings = field(default_factory=AnomalySettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)
     source: str = "<defaults>"
     """Where these settings came from (a path or ``<defaults>``), for messages."""
 
 
 # --------------------------------------------------------------------------- validation
 
-Validator = Callable[[Any, str, str], Any]
-
-
-def _bool(value: Any, key: str, src: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(key, value, "true or false", source=src)
-
-
-def _positive_int(minimum: int) -> Validator:
-    def check(value: Any, key: str, src: str) -> int:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-            return value
-        raise ConfigError(key, value, f"an integer >= {minimum}", source=src)
-
-    return check
-
-
-def _size(minimum: int) -> Validator:
-    def check(value: Any, key: str, src: str) -> int:
-        try:
-            size = parse_size(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(key, value, f"a size in bytes or a string like '50 MB' ({exc})", source=src) from None
-        if size < minimum:
-            raise ConfigError(key, value, f"a size of at least {minimum} bytes (0 to disable)", source=src)
-        return size
-
-    return check
-
-
-def _seconds(value: Any, key: str, src: str) -> float:
-    try:
-        return parse_duration(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(key, value, f"seconds or a string like '30s', '1h' ({exc})", source=src) from None
-
-
-def _number(minimum: float, *, strict_min: bool = False) -> Validator:
-    def check(value: Any, key: str, src: str) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-        if ok and (value > minimum if strict_min else value >= minimum):
-            return float(value)
-        relation = ">" if strict_min else ">="
-        raise ConfigError(key, value, f"a number {relation} {minimum}", source=src)
-
-    return check
 
 
 def _file_mode(value: Any, key: str, src: str) -> int:
@@ -253,13 +235,6 @@ def _file_mode(value: Any, key: str, src: str) -> int:
     raise ConfigError(key, value, "an octal mode between 0600 and 0777 that lets the owner read and write", source=src)
 
 
-def _optional(check: Validator) -> Validator:
-    def optional(value: Any, key: str, src: str) -> Any:
-        return None if value is None else check(value, key, src)
-
-    return optional
-
-
 def _free_space(value: Any, key: str, src: str) -> FreeSpaceFloor:
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
@@ -270,12 +245,6 @@ def _free_space(value: Any, key: str, src: str) -> FreeSpaceFloor:
             return FreeSpaceFloor(percent=percent)
         raise ConfigError(key, value, "a percentage between 0% and 100% (exclusive), or a size", source=src)
     return FreeSpaceFloor(bytes=_size(1)(value, key, src))
-
-
-def _str_list(value: Any, key: str, src: str) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    raise ConfigError(key, value, "a list of non-empty strings", source=src)
 
 
 def _when(value: Any, key: str, src: str) -> str | None:
@@ -292,23 +261,6 @@ def _log_dir(value: Any, key: str, src: str) -> Path:
     if isinstance(value, (str, os.PathLike)) and str(value):
         return Path(value)
     raise ConfigError(key, value, "a folder path", source=src)
-
-
-def _section(
-    raw: Any, key: str, src: str, schema: Mapping[str, Validator]
-) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(key, raw, "a mapping of " + ", ".join(sorted(schema)), source=src)
-    out: dict[str, Any] = {}
-    for name, value in raw.items():
-        path = f"{key}.{name}" if key else str(name)
-        check = schema.get(name) if isinstance(name, str) else None
-        if check is None:
-            raise ConfigError.unknown_key(path, value, schema, source=src)
-        out[name] = check(value, path, src)
-    return out
 
 
 def _file_name(value: Any, key: str, src: str) -> str:
@@ -424,20 +376,8 @@ def _models(value: Any, key: str, src: str) -> Mapping[str, ModelPrice]:
     return MappingProxyType(out)
 
 
-def _text(value: Any, key: str, src: str) -> str:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
-        return str(value)
-    raise ConfigError(key, value, "a non-empty string", source=src)
-
-
 def _pricing(value: Any, key: str, src: str) -> PricingSettings:
     return PricingSettings(**_section(value, key, src, {"version": _text, "currency": _text, "models": _models}))
-
-
-def _share(value: Any, key: str, src: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
-        return float(value)
-    raise ConfigError(key, value, "a number between 0 and 1", source=src)
 
 
 def _tracing(value: Any, key: str, src: str) -> TracingSettings:
@@ -455,6 +395,11 @@ _TOP_SCHEMA: Mapping[str, Validator] = {
     "system_metrics": _system,
     "pricing": _pricing,
     "tracing": _tracing,
+    "alerts": alerts_section,
+    "slos": slos_section,
+    "anomalies": anomalies_section,
+    "server": server_section,
+    "otlp": otlp_section,
 }
 
 
@@ -575,7 +520,10 @@ def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringS
     result = base
     if "enabled" in raw:
         result = replace(result, enabled=parsed.enabled)
-    for section in ("logging", "log_cleanup", "system_metrics", "pricing", "tracing"):
+    if "slos" in raw:
+        result = replace(result, slos=parsed.slos)
+    for section in ("logging", "log_cleanup", "system_metrics", "pricing", "tracing", "alerts", "anomalies",
+                    "server", "otlp"):
         given = raw.get(section) or {}
         if given:
             updates = {name: getattr(getattr(parsed, section), name) for name in given}

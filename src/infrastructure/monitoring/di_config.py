@@ -11,6 +11,8 @@ parts by overriding providers::
 
 from __future__ import annotations
 
+from typing import Any
+
 from dependency_injector import containers, providers
 
 from .config import load_settings
@@ -26,6 +28,20 @@ from .logger_writer import WriterPool, default_redactor
 from .scheduler import LogCleanupService
 
 __all__ = ["MonitoringContainer"]
+
+
+def _alert_evaluator(**kwargs: Any) -> Any:
+    """``AlertEvaluator(**kwargs)``, imported on first use: the write path never loads the query engine."""
+    from .alerts.engine import AlertEvaluator
+
+    return AlertEvaluator(**kwargs)
+
+
+def _otlp_shipper(**kwargs: Any) -> Any:
+    """``OtlpShipper(**kwargs)``, imported on first use (it needs the ``otlp`` extra)."""
+    from .exporters.otlp import OtlpShipper
+
+    return OtlpShipper(**kwargs)
 
 
 class MonitoringContainer(containers.DeclarativeContainer):
@@ -58,9 +74,23 @@ class MonitoringContainer(containers.DeclarativeContainer):
         backup_count=settings.provided.logging.rotation.backup_count,
     )
     """Pass ``settings=CleanupSettings(...)`` to build one with other retention rules."""
+    alerts = providers.Factory(
+        _alert_evaluator,
+        settings=settings.provided.alerts,
+        log_dir=settings.provided.logging.log_dir,
+        writer=writers.provided.get.call("alerts"),
+    )
+    otlp = providers.Factory(
+        _otlp_shipper,
+        settings=settings.provided.otlp,
+        log_dir=settings.provided.logging.log_dir,
+        writer=writers.provided.get.call("exporter"),
+    )
     scheduler = providers.Factory(
         LogCleanupService,
         cleaner=cleaner,
         system=settings.provided.system_metrics,
         system_monitor=system.provider,
+        alert_interval=settings.provided.alerts.interval_seconds,
+        otlp_interval=settings.provided.otlp.interval_seconds,
     )

@@ -198,12 +198,26 @@ class PerformanceMonitorFactory:
         with self._lock:
             service = self._service
             if service is None:
+                settings = self.settings
+                wants_alerts = settings.alerts.enabled and bool(settings.alerts.rules)
                 service = self._service = self.container.scheduler(
-                    cleaner=cleaner, system_monitor=functools.partial(self.create_monitor, "system")
+                    cleaner=cleaner, system_monitor=functools.partial(self.create_monitor, "system"),
+                    alerts=self.get_alert_evaluator if wants_alerts else None,
+                    otlp=self.get_otlp_shipper if settings.otlp.enabled else None,
                 )
         if start:
             service.start()
         return service
+
+    def get_alert_evaluator(self) -> Any:
+        """The ``AlertEvaluator`` of the configured rules; transitions go to ``alerts.log``."""
+        self._writers()
+        return self.container.alerts()
+
+    def get_otlp_shipper(self) -> Any:
+        """The ``OtlpShipper`` of the ``otlp`` section (needs ``pip install '.[otlp]'``)."""
+        self._writers()
+        return self.container.otlp()
 
     # ------------------------------------------------------------------ lifecycle
 

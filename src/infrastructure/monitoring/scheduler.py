@@ -6,7 +6,10 @@ Two jobs share one ``BackgroundScheduler`` (a daemon thread plus a small pool):
   first time shortly after start (``run_on_start``), so a process restarted more often
   than the interval still cleans;
 * ``system_metrics`` takes a psutil snapshot through the ``system`` monitor every
-  ``system_metrics.interval_seconds`` when ``system_metrics.enabled`` is true.
+  ``system_metrics.interval_seconds`` when ``system_metrics.enabled`` is true;
+* ``alert_evaluation`` evaluates the alert rules every ``alerts.interval_seconds`` when
+  there are rules (one process per folder at a time: the evaluator holds a lock);
+* ``otlp_export`` ships new lines to an OpenTelemetry Collector when ``otlp.enabled``.
 
 Missed runs (a suspended laptop, a long stop of the world) coalesce into one run, and
 a job never overlaps itself. A job that raises is logged with its traceback and the
@@ -35,12 +38,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .config import CleanupSettings, SystemMetricsSettings
 from .log_cleaner import CleanupResult, LogCleaner
 
-__all__ = ["CLEANUP_JOB", "SYSTEM_JOB", "LogCleanupService"]
+__all__ = ["ALERT_JOB", "CLEANUP_JOB", "OTLP_JOB", "SYSTEM_JOB", "LogCleanupService"]
 
 _log = logging.getLogger("infrastructure.monitoring.scheduler")
 
 CLEANUP_JOB: Final = "log_cleanup"
 SYSTEM_JOB: Final = "system_metrics"
+ALERT_JOB: Final = "alert_evaluation"
+OTLP_JOB: Final = "otlp_export"
 _FIRST_RUN_DELAY: Final = 5.0
 _live_services: weakref.WeakSet[LogCleanupService] = weakref.WeakSet()
 
@@ -63,6 +68,10 @@ class LogCleanupService:
         cleanup: CleanupSettings | None = None,
         system: SystemMetricsSettings | None = None,
         system_monitor: Callable[[], Any] | None = None,
+        alerts: Callable[[], Any] | None = None,
+        alert_interval: float = 60.0,
+        otlp: Callable[[], Any] | None = None,
+        otlp_interval: float = 30.0,
         first_run_delay: float = _FIRST_RUN_DELAY,
     ) -> None:
         self._cleaner = cleaner
@@ -70,6 +79,12 @@ class LogCleanupService:
         self.system_settings = system if system is not None else SystemMetricsSettings()
         self._system_monitor = system_monitor
         self._system: Any = None
+        self._alerts_factory = alerts
+        self._alerts: Any = None
+        self.alert_interval = alert_interval
+        self._otlp_factory = otlp
+        self._otlp: Any = None
+        self.otlp_interval = otlp_interval
         self.first_run_delay = first_run_delay
         self._lock = threading.RLock()
         self._scheduler: BackgroundScheduler | None = None
@@ -116,6 +131,14 @@ class LogCleanupService:
             every = self.system_settings.interval_seconds
             scheduler.add_job(self._system_job, "interval", seconds=every, id=SYSTEM_JOB,
                               name="system metrics", next_run_time=now + timedelta(seconds=min(every, 1.0)),
+                              replace_existing=True)
+        if self._alerts_factory is not None:
+            first_alert = now + timedelta(seconds=min(self.alert_interval, 1.0))
+            scheduler.add_job(self._alert_job, "interval", seconds=self.alert_interval, id=ALERT_JOB,
+                              name="alert evaluation", next_run_time=first_alert, replace_existing=True)
+        if self._otlp_factory is not None:
+            scheduler.add_job(self._otlp_job, "interval", seconds=self.otlp_interval, id=OTLP_JOB,
+                              name="OTLP export", next_run_time=now + timedelta(seconds=min(self.otlp_interval, 1.0)),
                               replace_existing=True)
 
     def stop(self, wait: bool = True) -> None:
@@ -181,6 +204,10 @@ class LogCleanupService:
         parts = [f"{CLEANUP_JOB} every {self.cleanup_settings.check_interval_hours:g}h"]
         if SYSTEM_JOB in jobs:
             parts.append(f"{SYSTEM_JOB} every {self.system_settings.interval_seconds:g}s")
+        if ALERT_JOB in jobs:
+            parts.append(f"{ALERT_JOB} every {self.alert_interval:g}s")
+        if OTLP_JOB in jobs:
+            parts.append(f"{OTLP_JOB} every {self.otlp_interval:g}s")
         nxt = jobs.get(CLEANUP_JOB)
         if nxt is not None:
             parts.append(f"next cleanup at {nxt.isoformat(timespec='seconds')}")
@@ -210,6 +237,26 @@ class LogCleanupService:
         except Exception:  # noqa: BLE001 - same: log it, keep the schedule
             self.job_errors += 1
             _log.exception("scheduled system snapshot raised; the next one is still scheduled")
+
+    def _alert_job(self) -> None:
+        try:
+            if self._alerts is None and self._alerts_factory is not None:
+                self._alerts = self._alerts_factory()
+            if self._alerts is not None:
+                self._alerts.evaluate(wait=False)  # another worker evaluating this folder: skip this round
+        except Exception:  # noqa: BLE001 - same: log it, keep the schedule
+            self.job_errors += 1
+            _log.exception("scheduled alert evaluation raised; the next one is still scheduled")
+
+    def _otlp_job(self) -> None:
+        try:
+            if self._otlp is None and self._otlp_factory is not None:
+                self._otlp = self._otlp_factory()
+            if self._otlp is not None:
+                self._otlp.ship(wait=False)
+        except Exception:  # noqa: BLE001 - same: log it, keep the schedule
+            self.job_errors += 1
+            _log.exception("scheduled OTLP export raised; the next one is still scheduled")
 
     def _record(self, result: CleanupResult) -> CleanupResult:
         self.runs += 1

@@ -59,9 +59,13 @@ MODULE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOCK_SUFFIX: Final = ".lock"
 
 
+ALERTS_MODULE: Final = "alerts"
+"""Alert transitions and notifications go to ``alerts.log``."""
+
+
 def default_file_name(module: str) -> str:
-    """``llm`` -> ``llm_metrics.log``: the family's live file."""
-    return f"{module}_metrics.log"
+    """``llm`` -> ``llm_metrics.log``: the family's live file (``alerts`` -> ``alerts.log``)."""
+    return "alerts.log" if module == ALERTS_MODULE else f"{module}_metrics.log"
 
 
 def rotated_name(base: str, index: int) -> str:
