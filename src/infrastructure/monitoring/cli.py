@@ -306,7 +306,7 @@ def _cell(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        if name.endswith("error_rate"):
+        if name.endswith("error_rate") or name in ("measured", "budget_left"):
             return f"{value:.2%}"
         if "bytes" in name or name.endswith("_size"):
             return _human(value)
@@ -376,10 +376,15 @@ def report(hours: float, everything: bool, module: str | None, session_id: str |
     if session_id is not None:
         _session_report(_log_folder(config, log_dir), session_id, fmt)
         return
-    parser = LogParser(_log_folder(config, log_dir))
+    settings = _settings(config, log_dir)
+    parser = LogParser(settings.logging.log_dir)
+    a = settings.anomalies
+    anomalies = None if everything else {"window": a.window, "baseline": a.baseline, "k": a.k,
+                                         "sustain": a.sustain, "min_count": a.min_count}
     try:
         with _progress("reading logs") as progress:
-            result = build_report(parser, hours=None if everything else hours, module=module, progress=progress)
+            result = build_report(parser, hours=None if everything else hours, module=module, progress=progress,
+                                  anomalies=anomalies)
     except QueryError as exc:
         raise click.UsageError(str(exc)) from exc
     if fmt == "json":
@@ -670,3 +675,25 @@ def alerts(check: bool, hours: float, fmt: str, config: str | None, log_dir: str
             console.print(f"[red]rule error[/red] {line}")
     if check and (firing or errors):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_config_option
+@_log_dir_option
+def slo(fmt: str, config: str | None, log_dir: str | None) -> None:
+    """Each SLO target of the config: measured over its period, error budget left, burn rate."""
+    from .alerts.slo import evaluate_slos
+    from .query import LogParser
+
+    settings = _settings(config, log_dir)
+    if not settings.slos:
+        raise click.ClickException(f"no SLO targets in {settings.source} (add an slos list)")
+    rows = [s.as_row() for s in evaluate_slos(LogParser(settings.logging.log_dir), settings.slos)]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    console = _console()
+    columns = ["slo", "objective", "target", "period_days", "events", "bad", "measured", "percentile",
+               "budget_left", "burn_rate_1h", "status"]
+    console.print(_table("Service level objectives", columns, rows))

@@ -138,10 +138,13 @@ class AlertEvaluator:
     def _observe(self, rule: AlertRule, at: float) -> dict[str, tuple[dict[str, Any], float | None, int]]:
         """Group key -> (labels, value or None for "no data", records in the window)."""
         agg = parse_agg(rule.agg)
-        res = self.parser.query(rule.module, operation=rule.operation, where=rule.where, since=at - rule.window,
-                                until=at, group_by=rule.group_by, aggs=[agg, "count"], max_groups=1000)
+        rows: list[dict[str, Any]] = []
+        if self.parser.families(rule.module):  # no file yet: nothing recorded, which `count < 1` is about
+            rows = self.parser.query(rule.module, operation=rule.operation, where=rule.where,
+                                     since=at - rule.window, until=at, group_by=rule.group_by,
+                                     aggs=[agg, "count"], max_groups=1000).rows
         observed: dict[str, tuple[dict[str, Any], float | None, int]] = {}
-        for row in res.rows:
+        for row in rows:
             labels = {k: row.get(k) for k in rule.group_by}
             count = int(row.get("count") or 0)
             value = row.get(agg.name)

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,8 +76,13 @@ SECTIONS = tuple(s.name for s in _SPECS)
 
 def build_report(parser: LogParser, *, since: float | None = None, until: float | None = None,
                  hours: float | None = None, module: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Report:
-    """Every section whose module has files (or only ``module``'s), over the window."""
+                 progress: Callable[[int, int], None] | None = None,
+                 anomalies: Mapping[str, Any] | None = None) -> Report:
+    """Every section whose module has files (or only ``module``'s), over the window.
+
+    ``anomalies`` (the keyword arguments of ``detect_anomalies``: window, baseline, k …)
+    adds a section flagging the series whose latest windows stand out, ending at ``until``.
+    """
     started = time.perf_counter()
     now = time.time()
     if hours is not None:
@@ -108,6 +113,15 @@ def build_report(parser: LogParser, *, since: float | None = None, until: float 
         if rows:
             table = [{c: r.get(c) for c in columns} for r in rows]
             report.sections.append(Section(spec.name, spec.title, columns, table))
+    if anomalies is not None:
+        from .anomaly import DEFAULT_SERIES, detect_anomalies
+
+        series = [s for s in DEFAULT_SERIES if module is None or s.module == module]
+        found = detect_anomalies(parser, now=report.until, series=series, **anomalies)
+        if found:
+            rows = [a.as_row() for a in found]
+            report.sections.append(Section("anomalies", "Anomalies (latest windows against their baseline)",
+                                            list(rows[0]), rows))
     report.seconds = time.perf_counter() - started
     return report
 
