@@ -697,3 +697,80 @@ def slo(fmt: str, config: str | None, log_dir: str | None) -> None:
     columns = ["slo", "objective", "target", "period_days", "events", "bad", "measured", "percentile",
                "budget_left", "burn_rate_1h", "status"]
     console.print(_table("Service level objectives", columns, rows))
+
+
+# --------------------------------------------------------------------------- dashboard and server
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(target)
+
+
+@main.command()
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the self-contained HTML page here (works offline).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True, max=24 * 366), default=6.0, show_default=True)
+@click.option("--until", default=None, help="End of the window (epoch or ISO 8601; default now): a past incident.")
+@click.option("--grafana", "grafana_file", type=click.Path(dir_okay=False), default=None,
+              help="Also (or only) write a Grafana dashboard JSON for the /metrics series.")
+@_config_option
+@_log_dir_option
+def dashboard(output: str | None, hours: float, until: str | None, grafana_file: str | None, config: str | None,
+              log_dir: str | None) -> None:
+    """Write the dashboard of the last N hours as one HTML file, and/or a Grafana dashboard."""
+    if output is None and grafana_file is None:
+        raise click.UsageError("give --output FILE (HTML) and/or --grafana FILE (JSON)")
+    if grafana_file is not None:
+        from .exporters.grafana import grafana_dashboard
+
+        _write_atomically(Path(grafana_file), json.dumps(grafana_dashboard(), indent=2) + "\n")
+        click.echo(f"wrote {grafana_file} (Grafana dashboard; pick the Prometheus data source on import)")
+    if output is not None:
+        from .query.spec import QueryError, parse_time
+        from .web.dashboard import render_dashboard
+        from .web.data import dashboard_data
+
+        try:
+            end = parse_time(until)
+        except QueryError as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from exc
+        settings = _settings(config, log_dir)
+        data = dashboard_data(settings.logging.log_dir, hours=hours, now=end, settings=settings)
+        _write_atomically(Path(output), render_dashboard(data))
+        series = sum(len(c["series"]) for c in data["charts"])
+        click.echo(f"wrote {output} ({len(data['charts'])} charts, {series} series, {data['seconds']:.2f}s)")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: server.port, 9464).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True, max=24 * 366), default=6.0, show_default=True,
+              help="Default window of the dashboard.")
+@_config_option
+@_log_dir_option
+def serve(host: str | None, port: int | None, hours: float, config: str | None, log_dir: str | None) -> None:
+    """Serve the live dashboard, the JSON API and Prometheus /metrics until interrupted."""
+    import signal
+
+    from .web.server import DashboardServer
+
+    settings = _settings(config, log_dir)
+    try:
+        server = DashboardServer(settings, host=host, port=port, hours=hours)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host or settings.server.host}:{port}: {exc}") from exc
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"serving {settings.logging.log_dir} on {server.url}  (/ /api/status /api/metrics /api/alerts "
+               "/metrics)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()

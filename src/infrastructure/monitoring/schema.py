@@ -10,6 +10,8 @@ import re
 from typing import Final
 
 __all__ = [
+    "ALERTS_MODULE",
+    "ALERTS_STATE_FILE",
     "FIELD_HOST",
     "FIELD_INVALID",
     "FIELD_METRIC_TYPE",
@@ -61,6 +63,8 @@ LOCK_SUFFIX: Final = ".lock"
 
 ALERTS_MODULE: Final = "alerts"
 """Alert transitions and notifications go to ``alerts.log``."""
+ALERTS_STATE_FILE: Final = ".alerts_state.json"
+"""Which alert is pending or firing, beside the logs (hidden: neither a family nor cleaned)."""
 
 
 def default_file_name(module: str) -> str:

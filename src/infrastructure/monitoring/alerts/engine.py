@@ -34,14 +34,14 @@ from .._statefile import exclusive, load_state, save_state
 from ..ops_config import AlertRule, AlertSettings
 from ..query.engine import LogParser
 from ..query.spec import parse_agg
-from ..schema import ALERTS_MODULE
+from ..schema import ALERTS_MODULE, ALERTS_STATE_FILE
 from .notifiers import Delivery, deliver
 
 __all__ = ["AlertEvaluator", "Evaluation", "STATE_FILE"]
 
 _log = logging.getLogger("infrastructure.monitoring.alerts")
 
-STATE_FILE: Final = ".alerts_state.json"
+STATE_FILE: Final = ALERTS_STATE_FILE
 LOCK_FILE: Final = ".alerts.lock"
 _STATE_VERSION: Final = 1
 
@@ -105,6 +105,8 @@ class AlertEvaluator:
 
     def recent(self, *, hours: float = 24.0, limit: int = 50) -> list[dict[str, Any]]:
         """The latest transitions from ``alerts.log``, newest first."""
+        if not self.parser.families(ALERTS_MODULE):
+            return []
         lines = [r for r in self.parser.records(ALERTS_MODULE, last=hours * 3600) if r.get("operation") == "alert"]
         return lines[::-1][:limit]
 
