@@ -80,6 +80,15 @@ def escape_label(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _label(value: Any) -> str:
+    """A field as a label value, unescaped (escaping waits for the exposition)."""
+    if value.__class__ is str:
+        return value
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _number(value: Any) -> float | None:
     if value.__class__ in (int, float) and value == value and value not in (math.inf, -math.inf):
         return float(value)
@@ -100,22 +109,40 @@ class LiveMetrics:
         self.max_series = max_series
         self._tailer = Tailer(self.log_dir)
         self._lock = threading.Lock()
+        """Guards the tables; held per chunk of lines, so a scrape never waits for a long read."""
+        self._reading = threading.Lock()
+        """One reader of the files at a time."""
         self._counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
         self._histograms: dict[str, dict[tuple[tuple[str, str], ...], list[float]]] = {}
         self._gauges: dict[str, dict[tuple[tuple[str, str], ...], tuple[float, float]]] = {}
 
     # ------------------------------------------------------------------ folding lines
 
-    def refresh(self) -> int:
-        """Read what was appended since the last call; returns the number of lines."""
+    def refresh(self, *, wait: bool = True) -> int:
+        """Read what was appended since the last call; returns the number of lines.
+
+        With ``wait`` off, a refresh already under way (the first read of a large folder,
+        started by ``warm_up``) is not waited for: the caller renders what is folded so far.
+        """
+        if not self._reading.acquire(blocking=wait):
+            return 0
         read = 0
-        with self._lock:
+        try:
             for chunk in self._tailer.chunks(max_lines=5000):
-                for line in chunk.lines:
-                    self._fold(chunk.module, line)
+                with self._lock:
+                    for line in chunk.lines:
+                        self._fold(chunk.module, line)
+                    self._tailer.commit(chunk)
                 read += len(chunk.lines)
-                self._tailer.commit(chunk)
+        finally:
+            self._reading.release()
         return read
+
+    def warm_up(self) -> threading.Thread:
+        """Fold the folder's current content in a background thread (a server's first read)."""
+        thread = threading.Thread(target=self.refresh, name="metrics-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def _labels(self, metric: str, table: dict[Any, Any], labels: tuple[tuple[str, str], ...]
                 ) -> tuple[tuple[str, str], ...]:
@@ -153,17 +180,17 @@ class LiveMetrics:
             if line.strip():
                 self._inc("monitoring_corrupt_lines_total", (("module", module),))
             return
-        op = escape_label(r.get("operation"))
+        op = _label(r.get("operation"))
         success = r.get("success")
         ok = "true" if success is True else "false" if success is False else ""
-        host = escape_label(r.get("host"))
+        host = _label(r.get("host"))
         self._inc("monitoring_records_total", (("module", module), ("operation", op), ("success", ok), ("host", host)))
         if module == "llm":
             self._fold_llm(r, module, op, ok, host)
             return
         duration = _number(r.get("duration"))
         if module == "tool" and op == "tool_call":
-            tool = escape_label(r.get("tool_name"))
+            tool = _label(r.get("tool_name"))
             self._inc("tool_calls_total", (("tool", tool), ("success", ok), ("host", host)))
             if duration is not None:
                 self._observe("tool_call_duration_seconds", (("tool", tool), ("host", host)), duration)
@@ -182,7 +209,7 @@ class LiveMetrics:
                                                                     ("host", host)), duration)
 
     def _fold_llm(self, r: dict[str, Any], module: str, op: str, ok: str, host: str) -> None:
-        model, provider = escape_label(r.get("model")), escape_label(r.get("provider"))
+        model, provider = _label(r.get("model")), _label(r.get("provider"))
         base = (("operation", op), ("model", model), ("provider", provider))
         self._inc("llm_requests_total", (("module", module), *base, ("success", ok), ("host", host)))
         for kind in ("prompt", "completion"):
@@ -205,7 +232,7 @@ class LiveMetrics:
     def render(self, *, refresh: bool = True) -> str:
         """The text exposition format (0.0.4); passes ``promtool check metrics``."""
         if refresh:
-            self.refresh()
+            self.refresh(wait=False)
         out: dict[str, list[str]] = {}
         with self._lock:
             for metric, table in self._counters.items():
@@ -233,7 +260,7 @@ class LiveMetrics:
 
     @staticmethod
     def _render_labels(labels: tuple[tuple[str, str], ...]) -> str:
-        return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
+        return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in labels) + "}" if labels else ""
 
     def _folder_gauges(self) -> dict[str, list[str]]:
         sizes, counts = [], []

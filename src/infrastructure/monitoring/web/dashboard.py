@@ -59,6 +59,7 @@ _SCRIPT: Final = r"""
   "use strict";
   var COLORS = ["#2f80ed", "#eb5757", "#27ae60", "#f2994a", "#9b51e0", "#56ccf2", "#6fcf97", "#bb6bd9"];
   var SVG = "http://www.w3.org/2000/svg";
+  var PERCENT = {"target": 1, "measured": 1, "budget_left": 1};
   var W = 600, H = 220, L = 52, R = 24, T = 10, B = 26;
 
   function el(tag, attrs, text) {
@@ -155,6 +156,7 @@ _SCRIPT: Final = r"""
         var v = r[c[0]], cls = typeof v === "number" ? "num" : "";
         if (c[0] === "severity") cls = "sev-" + v;
         if (c[0] === "since" || c[0] === "last_seen") v = when(v);
+        else if (PERCENT[c[0]] && typeof v === "number") v = (v * 100).toFixed(2) + " %";
         tr.appendChild(el("td", {"class": cls}, typeof v === "number" ? fmt(v) : v));
       });
       t.appendChild(tr);

@@ -100,10 +100,13 @@ class DashboardServer:
         return f"http://{shown}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="monitoring-serve", daemon=True)
+        self.metrics.warm_up()
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="monitoring-serve",
+                                        daemon=True)
         self._thread.start()
 
     def serve_forever(self) -> None:
+        self.metrics.warm_up()
         self.httpd.serve_forever()
 
     def stop(self) -> None:
