@@ -131,6 +131,18 @@ def validate_config(config: str | None) -> None:
     pricing = settings.pricing
     click.echo(f"pricing: {len(pricing.models)} models, version={pricing.version}, currency={pricing.currency}")
     click.echo(f"tracing: sample_rate={settings.tracing.sample_rate:g}")
+    alerts = settings.alerts
+    kinds = ", ".join(n.kind for n in alerts.notifiers) or "none"
+    click.echo(f"alerts: enabled={alerts.enabled} {len(alerts.rules)} rules every {alerts.interval_seconds:g}s, "
+               f"notifiers: {kinds}")
+    from .alerts.engine import describe_rules
+
+    for line in describe_rules(alerts.rules):
+        click.echo(f"  {line}")
+    click.echo(f"slos: {', '.join(f'{s.name} ({s.objective} {s.target:g})' for s in settings.slos) or 'none'}")
+    server, otlp = settings.server, settings.otlp
+    click.echo(f"server: {server.host}:{server.port} buckets={list(server.buckets)}")
+    click.echo(f"otlp: enabled={otlp.enabled} endpoint={otlp.endpoint} modules={list(otlp.modules)}")
     if problems:
         sys.exit(1)
 
