@@ -380,3 +380,33 @@ alerts:
     broken = _cli("alerts", "--check", "--config", str(bad), cwd=tmp_path)
     assert broken.returncode == 1
     assert "alerts.rules[0].expr" in broken.stderr
+
+
+BAD_AND_GOOD = {
+    # rule kind: (expr, a bad minute of records, a good minute of records)
+    "error_rate": ("error_rate > 0.2", lambda t: [llm(t - i, ok=i % 2 == 0) for i in range(10)],
+                   lambda t: [llm(t - i) for i in range(10)]),
+    "p95": ("p95(response_time) > 2.0", lambda t: [llm(t - i, rt=3.0) for i in range(10)],
+            lambda t: [llm(t - i, rt=0.2) for i in range(10)]),
+    "count_low": ("count < 1", lambda t: [], lambda t: [llm(t - 1)]),
+    "sum_cost": ("sum(cost) > 1", lambda t: [llm(t - 1 - i, cost=0.5) for i in range(3)],
+                 lambda t: [llm(t - i, cost=0.01) for i in range(3)]),
+    "avg_latency": ("avg(response_time) >= 1.5", lambda t: [llm(t - i, rt=2.0) for i in range(5)],
+                    lambda t: [llm(t - i, rt=0.5) for i in range(5)]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_AND_GOOD))
+def test_each_rule_kind_fires_after_holding_and_resolves(factory: Any, log_dir: Path, kind: str) -> None:
+    expr, bad, good = BAD_AND_GOOD[kind]
+    ev = evaluator(factory, alerts_settings({"name": kind, "module": "llm", "expr": expr, "window": "60s",
+                                             "for": "90s", "severity": "error"}))
+    path = log_dir / "llm_metrics.log"
+    append_records(path, [llm(T0 - 3600)])  # the family exists, long before the window
+    states = []
+    for step, records in enumerate([bad, bad, bad, good, good]):
+        now = T0 + 60 * step
+        append_records(path, records(now))
+        states.append([a["state"] for a in ev.evaluate(now).alerts])
+    assert states == [["pending"], ["pending"], ["firing"], [], []]
+    assert [r["event"] for r in alert_lines(log_dir)] == ["pending", "firing", "resolved"]
