@@ -119,6 +119,7 @@ class FileSink:
         self._seen_gen = -1
         self._deadline = 0.0
         self._retry_at = 0.0
+        self._torn = False
         self._closed = False
         _live_sinks.add(self)
 
@@ -149,6 +150,8 @@ class FileSink:
                 raise OSError(errno.EBADF, "the log sink is closed", self.path)
             if now < self._retry_at:
                 raise OSError(errno.EAGAIN, "log file unavailable after a recent failure; retrying shortly", self.path)
+            if self._torn:
+                self._end_fragment()
             try:
                 if self._fd < 0 or self._seen_gen != self._gen.value or not self._still_ours():
                     self._open(now)
@@ -267,16 +270,35 @@ class FileSink:
             os.close(folder_fd)
 
     def _finish_short_write(self, line: bytes, written: int) -> int:
-        """A short write (disk nearly full): push the rest so the line is not left torn."""
+        """A short write (disk nearly full): push the rest so the line is not left torn.
+
+        When the rest cannot be written, the fragment stays; the next write first ends it
+        with a newline (``_end_fragment``), so the damage is this one line, never the next.
+        """
         view = memoryview(line)[written:]
         extra = 0
-        while view:
-            n = os.write(self._fd, view)
-            if n <= 0:
-                raise OSError(errno.ENOSPC, "short write", self.path)
-            view = view[n:]
-            extra += n
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, "short write", self.path)
+                view = view[n:]
+                extra += n
+        except OSError:
+            self._torn = True
+            self._deadline = 0.0  # the next write goes through _refresh, which ends the fragment
+            raise
         return extra
+
+    def _end_fragment(self) -> None:
+        """Terminate a torn line in the file it is in (the descriptor follows renames)."""
+        if self._fd >= 0:
+            try:
+                os.write(self._fd, b"\n")
+            except OSError:
+                self._retry_at = time.time() + _RETRY_AFTER_FAILURE
+                raise
+        self._torn = False
 
     # ------------------------------------------------------------------ lifecycle
 
