@@ -3,7 +3,8 @@
 A state file is replaced, never rewritten in place: the new content goes to a hidden
 temporary file in the same folder, is fsynced, then renamed over the old one, and the
 folder is fsynced. A process killed at any moment leaves either the old state or the
-new one, never half of each. A file that is nevertheless unreadable (edited by hand,
+new one, never half of each. A temporary left by a process killed mid-save carries that process's id in its name and
+is removed by the next save once the process is gone. A file that is nevertheless unreadable (edited by hand,
 a disk fault) is set aside as ``<name>.corrupt`` and the caller starts from empty, so a
 bad state file can cost a re-notification or a resend but never stops the job.
 """
@@ -53,7 +54,7 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any], *, mode: int
     """Replace the file with ``state`` atomically (write, fsync, rename, fsync the folder)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
         os.write(fd, orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
@@ -72,6 +73,34 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any], *, mode: int
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    _remove_orphans(target)
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temporaries that processes killed mid-save left (their pid is in the name)."""
+    prefix = f".{target.name}."
+    try:
+        names = [e.name for e in os.scandir(target.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(target.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # our own temporary of a concurrent save in another thread
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
