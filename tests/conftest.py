@@ -180,3 +180,24 @@ def capture_server() -> Iterator[Callable[..., CaptureServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-scale", type=int, default=1,
+                     help="Multiply the sizes of the reliability scenarios (events, kill rounds); default 1.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from . import chaos
+
+    if chaos.TALLIES is None:
+        chaos.TALLIES = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from . import chaos
+
+    tallies = config.stash.get(chaos.TALLIES, None) if chaos.TALLIES is not None else None
+    if tallies:
+        terminalreporter.section("reliability figures")
+        terminalreporter.write_line(chaos.table(tallies))
