@@ -467,6 +467,9 @@ def _read_yaml(path: Path, label: str) -> Mapping[str, Any] | None:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("config file", str(path), f"valid YAML ({exc})") from None
+    except RecursionError:
+        raise ConfigError("config file", str(path), "YAML nested less deeply (a configuration is a few levels)") \
+            from None
     if document is not None and not isinstance(document, Mapping):
         raise ConfigError("config file", str(path), "a YAML mapping at the top level")
     return document
