@@ -38,6 +38,7 @@ DEFAULT_SECRET_PATTERNS: Final = (
     r"[rs]k_(?:live|test)_[A-Za-z0-9]{20,}",  # Stripe keys
     r"eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWTs
     r"(?i:api[_-]?key|access[_-]?token|password|passwd|secret)=[^\s&\"',;]{4,}",  # key=value in URLs, DSNs
+    r"(?<=://)[^/\s:@]{0,256}:[^/\n@]{1,256}(?=@)",  # user:password@ in URLs and DSNs
 )
 _CACHE_LIMIT: Final = 4096
 _CACHEABLE_LENGTH: Final = 256
