@@ -105,3 +105,19 @@ def test_file_descriptors_exhausted(log_dir: Path, record: Any) -> None:
     assert (tally.found, tally.lost) == (tally.written, 0)  # the writer with an open file kept writing
     assert tally.notes["llm_resumed"]
     assert tally.notes["llm_reported_dropped"] == 2000  # the other counted every record it could not write
+
+
+def test_a_new_writer_ends_the_fragment_a_killed_writer_left(log_dir: Path) -> None:
+    """SIGKILL can cut a write short; the next writer must not glue its first line to the fragment."""
+    from infrastructure.monitoring.query import LogParser, SkipReport
+
+    log_dir.mkdir(parents=True)
+    (log_dir / "tool_metrics.log").write_bytes(b'{"timestamp": 1, "operation": "tool_call", "seq": 0}\n'
+                                               b'{"timestamp": 2, "operation": "tool_ca')
+    factory = chaos.make_factory(log_dir)
+    factory.create_monitor("tool").record_tool_call("t", 0.1, True, seq=1)
+    factory.shutdown()
+    skipped = SkipReport()
+    seqs = [r.get("seq") for r in LogParser(log_dir).records("tool", skipped=skipped)]
+    assert seqs == [0, 1]
+    assert skipped.count == 1  # the dead line, alone

@@ -71,6 +71,30 @@ def next_rollover(now: float, when: str, interval: int = 1, *, utc: bool = False
     return ((now + offset) // step + 1) * step - offset
 
 
+def _end_dead_fragment(path: str, fd: int, size: int) -> None:
+    """A file that does not end with a newline may end with the part of a line a writer
+    killed mid-write left (SIGKILL can cut a write short). Appending to it would glue our
+    first line to that fragment and spoil both; a newline first keeps the damage to the
+    dead line. A live writer's line still being copied looks the same for a few
+    microseconds, so the end is looked at twice, 2 ms apart: a file that grew or now ends
+    with a newline belongs to a live writer and is left alone."""
+    try:
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if os.pread(probe, 1, size - 1) in (b"\n", b""):
+            return
+        time.sleep(0.002)
+        if os.fstat(probe).st_size != size or os.pread(probe, 1, size - 1) == b"\n":
+            return
+    except OSError:
+        return
+    finally:
+        os.close(probe)
+    os.write(fd, b"\n")
+
+
 class FileSink:
     """The live file of one family plus its numbered backups.
 
@@ -183,6 +207,8 @@ class FileSink:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, self._mode)
             st = os.fstat(fd)
+            if st.st_size and self._fd < 0:  # first open in this process: a dead writer's fragment?
+                _end_dead_fragment(self.path, fd, st.st_size)
             if self._when is not None and not self._roll.value:
                 self._roll.value = next_rollover(now, self._when, self._interval, utc=self._utc)
             gen = self._gen.value
