@@ -265,6 +265,7 @@ def test_a_folder_swapped_for_a_symlink_mid_run_redirects_nothing(log_dir: Path,
             os.rename(log_dir / "sub", log_dir / ".link")
             os.rename(log_dir / ".parked", log_dir / "sub")
             swaps += 1
+            time.sleep(0.0005)  # the real folder gets its turn under the cleaner too
 
     cleaner = LogCleaner(CleanupSettings(log_patterns=("logs/*/*.log.*",)), log_dir)
     thread = threading.Thread(target=swapper)
@@ -272,7 +273,7 @@ def test_a_folder_swapped_for_a_symlink_mid_run_redirects_nothing(log_dir: Path,
     deleted = runs = 0
     deadline = time.monotonic() + 60
     try:
-        while (runs < 200 or swaps < 100) and time.monotonic() < deadline:
+        while (runs < 200 or swaps < 100 or not deleted) and time.monotonic() < deadline:
             deleted += cleaner.cleanup_logs().files_deleted
             runs += 1
     finally:

@@ -344,3 +344,32 @@ def test_switched_off_monitors_are_no_ops_that_keep_their_interface(log_dir: Pat
         t.set(rows=1)
     assert t.duration is None
     assert not log_dir.exists() or not any(log_dir.iterdir())
+
+
+def test_timer_fields_named_like_built_in_ones_are_kept_aside_not_raised(logs: Path) -> None:
+    task = PerformanceMonitorFactory.get_instance().create_monitor("task")
+    with task.timer("clash", success="maybe", duration=-1, operation="x") as t:
+        t.set(module="m", rows=2)
+    (record,) = read_records(logs / "task_metrics.log")
+    assert record["success"] is True
+    assert record["duration"] >= 0
+    assert (record["user_success"], record["user_duration"], record["user_operation"]) == ("maybe", -1, "x")
+    assert (record["user_module"], record["rows"], record["module"]) == ("m", 2, "task")
+
+
+def test_decorators_write_the_same_line_on_the_fast_path(logs: Path) -> None:
+    """A decorated call that returns writes exactly what the monitor's own method writes."""
+    from infrastructure.monitoring.instrumentation import observe_tool_call
+
+    @observe_tool_call("search", index="docs", api_key="sk-" + "k" * 30)
+    def search() -> int:
+        return 1
+
+    search()
+    tool = PerformanceMonitorFactory.get_instance().create_monitor("tool")
+    tool.record_tool_call("search", 0.5, True, index="docs", api_key="sk-" + "k" * 30)
+    fast, general = read_records(logs / "tool_metrics.log")
+    assert list(fast) == list(general)  # same fields, same order
+    assert {k: v for k, v in fast.items() if k not in ("timestamp", "duration")} == \
+        {k: v for k, v in general.items() if k not in ("timestamp", "duration")}
+    assert fast["api_key"] == "[REDACTED]"

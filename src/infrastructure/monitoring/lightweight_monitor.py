@@ -63,7 +63,7 @@ class LightweightPerformanceMonitor:
         """Record that something happened, with any fields."""
         self.logger.log_event(operation, **fields)
 
-    def timer(self, operation: str, **fields: Any) -> Any:
+    def timer(self, operation: str, /, **fields: Any) -> Any:
         """``with monitor.timer("op") as t: ...; t.set(rows=n)``: one timer line when the block ends."""
         timer_class = _TIMER[0]
         if timer_class is None:

@@ -29,7 +29,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from ..logger_writer import NoOpMetricsLogger
+from ..logger_writer import NoOpMetricsLogger, user_fields
+from ..schema import FIELD_INVALID, WRITER_FIELDS
 
 __all__ = ["Timer", "observe_llm_call", "observe_task_execution", "observe_tool_call", "timed"]
 
@@ -59,11 +60,28 @@ class Timer:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self.duration = _clock() - self._start
+        self.duration = duration = _clock() - self._start
         fields = self._fields
         if kind is not None:
             fields = {**fields, "error_type": kind.__name__}
-        self._monitor.record_timer(self._operation, self.duration, success=kind is None, **fields)
+        logger = self._monitor.logger
+        try:
+            scrub, redact, write = logger.scrub, logger.redact, logger.write_record
+        except AttributeError:  # a writer of another kind: the monitor's general method
+            self._monitor.record_timer(self._operation, duration, success=kind is None,
+                                       **{k: v for k, v in fields.items() if k not in ("duration", "success")})
+            return
+        try:
+            # screened here, once, rather than by the redactor over the whole record
+            record = {"timestamp": 0.0, "metric_type": "timer", "operation": scrub(self._operation),
+                      "duration": duration, "success": kind is None}
+            if fields:
+                for key, value in redact(user_fields(fields)).items():
+                    record["user_" + key if key in record else key] = value
+        except Exception as bug:  # noqa: BLE001 - telemetry never breaks the block it timed
+            logger.report_internal_error(bug)
+            return
+        write(record, screened=True)
 
     async def __aenter__(self) -> Timer:
         return self.__enter__()
@@ -245,6 +263,60 @@ def _finish(monitor: Any, record: Recorder, call: _Call) -> None:
             raise
 
 
+_OWN_FIELDS = WRITER_FIELDS | {FIELD_INVALID, "duration", "success"}
+
+
+def _success_writer(monitor: Any, operation: str, label_key: str | None, label: str | None,
+                    fields: dict[str, Any]) -> Callable[[float], None] | None:
+    """The line of a call that returned normally, built from parts screened once.
+
+    A decorator's label and fields never change, so they are scrubbed and redacted here,
+    once per monitor, and each call only adds its duration: the same line the monitor's
+    own method writes, for about a third of the work. ``None`` when the monitor's writer
+    is not the package's, or a field would clash with a built-in one (the monitor's
+    method then handles it, flagging the clash in the record)."""
+    logger = monitor.logger
+    write = getattr(logger, "write_record", None)
+    scrub = getattr(logger, "scrub", None)
+    redact = getattr(logger, "redact", None)
+    if write is None or scrub is None or redact is None:
+        return None
+    prefix: dict[str, Any] = {"metric_type": "timer", "operation": operation}
+    if label_key is not None:
+        prefix[label_key] = scrub(label)
+    extra = redact(dict(fields))
+    if not _OWN_FIELDS.isdisjoint(extra) or not prefix.keys().isdisjoint(extra):
+        return None
+
+    def record(duration: float) -> None:
+        write({"timestamp": 0.0, **prefix, "duration": duration, "success": True, **extra}, screened=True)
+
+    return record
+
+
+def _fast_path(make: Callable[[Any], Callable[[float], None] | None],
+               fallback: Callable[[Any, float], None]) -> Callable[[Any, float], None]:
+    """``fast(monitor, duration)`` using the screened writer of the current monitor (rebuilt
+    when the factory hands out another one), else the monitor's own method."""
+    state: tuple[Any, Callable[[float], None] | None] = (None, None)
+
+    def fast(monitor: Any, duration: float) -> None:
+        nonlocal state
+        known, record = state
+        if known is not monitor:
+            try:
+                record = make(monitor)
+            except Exception:  # noqa: BLE001 - a writer that cannot prepare: use the general path
+                record = None
+            state = (monitor, record)
+        if record is None:
+            fallback(monitor, duration)
+        else:
+            record(duration)
+
+    return fast
+
+
 def fixed(monitor: Any) -> Callable[[], Any]:
     """The lookup of a monitor held by the caller (``monitor.timed``), ``None`` when it is off."""
     active = None if isinstance(monitor.logger, NoOpMetricsLogger) else monitor
@@ -286,13 +358,18 @@ def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields
             extra["abandoned"] = True
         monitor.record_timer(operation, duration, success=call.error is None, **extra)
 
-    def fast(monitor: Any, duration: float) -> None:
+    def general(monitor: Any, duration: float) -> None:
         monitor.record_timer(operation, duration, success=True, **fields)
+
+    fast = _fast_path(lambda m: _success_writer(m, operation, None, None, fields), general)
 
     def decorate(fn: F) -> F:
         return _wrap(fn, lookup, record, fast=fast)
 
     return decorate
+
+
+_LABELS = {"record_tool_call": ("tool_call", "tool_name"), "record_task_execution": ("task_execution", "task_type")}
 
 
 def _named(module: str, method: str, label: str, fields: dict[str, Any]) -> Callable[[F], F]:
@@ -306,8 +383,11 @@ def _named(module: str, method: str, label: str, fields: dict[str, Any]) -> Call
             extra["abandoned"] = True
         getattr(monitor, method)(label, duration, call.error is None, **extra)
 
-    def fast(monitor: Any, duration: float) -> None:
+    def general(monitor: Any, duration: float) -> None:
         getattr(monitor, method)(label, duration, True, **fields)
+
+    operation, label_key = _LABELS[method]
+    fast = _fast_path(lambda m: _success_writer(m, operation, label_key, label, fields), general)
 
     def decorate(fn: F) -> F:
         return _wrap(fn, _monitor_lookup(module), record, fast=fast)
