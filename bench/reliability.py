@@ -36,6 +36,7 @@ def main() -> None:
         "cleaner": lambda: chaos.cleaner_kills(base / "cleaner", rounds=50 * s),
         "state": lambda: chaos.state_kills(_mk(base / "state"), rounds=200 * s),
         "deleted": lambda: chaos.folder_deleted(base / "deleted", rounds=20 * s)[0],
+        "read-only": lambda: chaos.read_only_mid_run(base / "ro", calls=5_000 * s)[0],
         "fds": lambda: chaos.fd_exhaustion(base / "fds"),
     }
     tallies = []

@@ -556,3 +556,43 @@ def table(tallies: list[Tally]) -> str:
     lines = ["  ".join(c.ljust(widths[c]) if c == "scenario" else c.rjust(widths[c]) for c in columns)]
     lines += ["  ".join(cell(c, r[c]) for c in columns) for r in rows]
     return "\n".join(lines)
+
+
+def read_only_mid_run(log_dir: Path, *, calls: int = 5_000) -> tuple[Tally, FaultRun]:
+    """The log folder becomes read-only (``chattr +i``) under a writer that must rotate: calls keep
+    returning, fast; whatever could not be written is counted and reported; once the folder is
+    writable again the writer rotates and carries on."""
+    import subprocess
+
+    tally = Tally("log folder read-only mid-run")
+    started = time.perf_counter()
+    factory = make_factory(log_dir, logging={"rotation": {"max_bytes": 8 * 1024, "backup_count": 1000}})
+    tool = factory.create_monitor("tool")
+    seq = 0
+
+    def call(_: int) -> None:
+        nonlocal seq
+        tool.record_tool_call("ro", 0.001, True, w=0, t=0, seq=seq)
+        seq += 1
+
+    for i in range(200):
+        call(i)
+    if subprocess.run(["chattr", "+i", str(log_dir)], capture_output=True, check=False).returncode != 0:
+        raise RuntimeError("chattr +i is not available here")
+    try:
+        run = hammer(call, calls // 2)
+    finally:
+        subprocess.run(["chattr", "-i", str(log_dir)], check=False)
+    tally.faults_injected = 1
+    time.sleep(1.1)
+    for i in range(200):
+        call(i)
+    factory.shutdown()
+    tally.written = seq
+    tally.app_exceptions = run.exceptions
+    account(log_dir, "tool", {(0, 0): seq - 1}, tally=tally)
+    tally.reported = _dropped(log_dir, "tool")
+    tally.notes.update(fault=run, resumed=_last_seq_present(log_dir, seq - 1),
+                       files=len(list(log_dir.glob("tool_metrics.log*"))))
+    tally.seconds = time.perf_counter() - started
+    return tally, run

@@ -36,8 +36,8 @@ def test_load_many_processes_threads_rotation_cleaner_and_queries(log_dir: Path,
     assert tally.corrupt_lines == 0
     assert tally.app_exceptions == 0
     assert tally.notes["side_errors"] == []
-    assert tally.notes["monotonic"]  # a query never saw a record vanish or count twice
-    assert tally.notes["max_query_count"] <= tally.written * 0.98 + 1  # success is false for 2 %: only the others
+    assert tally.notes["monotonic"], tally.notes  # a query never saw a record vanish or count twice
+    assert tally.notes["max_query_count"] <= tally.written  # never a record counted twice mid-run
     assert tally.notes["gz_files"] > 0  # the cleaner compressed rotated files, and they were read back
 
 
@@ -121,3 +121,20 @@ def test_a_new_writer_ends_the_fragment_a_killed_writer_left(log_dir: Path) -> N
     seqs = [r.get("seq") for r in LogParser(log_dir).records("tool", skipped=skipped)]
     assert seqs == [0, 1]
     assert skipped.count == 1  # the dead line, alone
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+def test_log_folder_made_read_only_mid_run(log_dir: Path, record: Any) -> None:
+    """Rotation becomes impossible: the writer keeps appending to the current file, loses
+    nothing, reports the fault once, and rotates again once the folder is writable."""
+    try:
+        tally, run = chaos.read_only_mid_run(log_dir)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    record(tally)
+    assert tally.app_exceptions == 0
+    assert (tally.found, tally.lost, tally.reported, tally.duplicated) == (tally.written, 0, 0, 0)
+    assert run.reports == 1
+    assert run.p99_us < 1000  # no storm of failing renames: one attempt a second
+    assert run.memory_growth < 64 * 1024
+    assert tally.notes["resumed"]

@@ -87,6 +87,17 @@ class FaultTracker:
         )
         return {"fault": what, "dropped": dropped, "first_failure": first, "last_failure": now}
 
+    def rotation_failed(self, exc: BaseException, now: float) -> None:
+        """A rotation failed; the line was written (to the current file) and nothing is lost."""
+        described = _describe(exc)
+        with self._lock:
+            self._bump("rotation_failed")
+            self._counts.last_error = described
+            emit = self._due("rotate", now)
+        if emit:
+            _logger.warning("monitoring: cannot rotate %s (%s); writing on to the current file, which grows past "
+                            "its size limit, and retrying", self.path, described)
+
     def invalid_field(self, field_name: str, reason: str, now: float) -> None:
         with self._lock:
             self._counts.invalid_fields += 1

@@ -38,7 +38,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from .schema import lock_path_for, rotated_name
@@ -125,6 +125,9 @@ class FileSink:
         self._max_bytes = max_bytes or _NO_LIMIT
         self._check_every = max(4096, max_bytes // 256) if max_bytes else _NO_LIMIT
         self._unchecked = 0
+        self._rotate_after = 0.0
+        self.on_rotation_failure: Callable[[BaseException, float], None] | None = None
+        """Told when a rotation fails (the writer counts and reports it); writing goes on."""
         self._backup_count = backup_count
         self._when = when
         self._interval = interval
@@ -163,8 +166,8 @@ class FileSink:
             self._unchecked = unchecked
             return
         self._unchecked = 0
-        if _os_lseek(self._fd, 0, os.SEEK_CUR) >= self._max_bytes:
-            self._rotate(now)
+        if _os_lseek(self._fd, 0, os.SEEK_CUR) >= self._max_bytes and now >= self._rotate_after:
+            self._try_rotate(now)
 
     # ------------------------------------------------------------------ slow paths
 
@@ -187,9 +190,9 @@ class FileSink:
             if self._when is not None:
                 roll = self._roll.value
                 due = now >= roll
-                self._deadline = min(self._deadline, roll)
-        if due:
-            self._rotate(now)
+                self._deadline = min(self._deadline, max(roll, self._rotate_after))
+        if due and now >= self._rotate_after:
+            self._try_rotate(now)
 
     def _still_ours(self) -> bool:
         """Is the path still the file we append to (not deleted, not renamed away)?"""
@@ -259,6 +262,19 @@ class FileSink:
         self._lock_ino = (st.st_dev, st.st_ino)
         if old >= 0:
             os.close(old)
+
+    def _try_rotate(self, now: float) -> None:
+        """Rotate; when that fails (a read-only folder, EPERM, ENOSPC on the rename), keep
+        appending to the current file, which grows past ``max_bytes``, try again a second
+        later rather than on every line, and tell the writer. The line just written stays
+        written: a failed rotation never counts as a lost record."""
+        try:
+            self._rotate(now)
+        except OSError as exc:
+            self._rotate_after = now + _RETRY_AFTER_FAILURE
+            report = self.on_rotation_failure
+            if report is not None:
+                report(exc, now)
 
     def _rotate(self, now: float) -> None:
         with self._lock:

@@ -98,6 +98,8 @@ class MetricsLogger:
         self._bound: tuple[Any, dict[str, Any]] = (None, {})
         """The last bound-fields mapping seen and its screened form (bindings change rarely)."""
         self._faults = FaultTracker(module, sink.path, fault_report_interval)
+        if hasattr(sink, "on_rotation_failure"):
+            sink.on_rotation_failure = self._faults.rotation_failed
         self._refresh_tail()
         _live_writers.add(self)
 
