@@ -410,3 +410,13 @@ def test_each_rule_kind_fires_after_holding_and_resolves(factory: Any, log_dir: 
         states.append([a["state"] for a in ev.evaluate(now).alerts])
     assert states == [["pending"], ["pending"], ["firing"], [], []]
     assert [r["event"] for r in alert_lines(log_dir)] == ["pending", "firing", "resolved"]
+
+
+def test_where_as_a_mapping_keeps_types(factory: Any, log_dir: Path) -> None:
+    rule = {"name": "m", "module": "llm", "expr": "count >= 2", "window": "1h",
+            "where": {"success": False, "model": ["gpt-4o", "200"]}}
+    ev = evaluator(factory, alerts_settings(rule))
+    append_records(log_dir / "llm_metrics.log", [llm(T0 - 5, ok=False), llm(T0 - 4, ok=False, model="200"),
+                                                 llm(T0 - 3, ok=True), llm(T0 - 2, ok=False, model="other")])
+    firing = ev.evaluate(T0).firing
+    assert [a["value"] for a in firing] == [2.0]

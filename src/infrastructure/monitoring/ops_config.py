@@ -233,16 +233,27 @@ def _one_or_many(value: Any, key: str, src: str) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) and value else _str_list(value, key, src)
 
 
+def _filter_value(value: Any) -> str:
+    """A YAML value in the filter syntax: strings quoted (so ``"200"`` stays text), the rest as JSON."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
 def _where(value: Any, key: str, src: str) -> tuple[str, ...]:
-    """Filters as ``FIELD=VALUE`` strings (or a mapping), checked by the query parser."""
+    """Filters as ``FIELD=VALUE`` strings, or a mapping (``{success: false, model: [a, b]}``),
+    checked by the query parser."""
     from .query.spec import QueryError, parse_where
 
     if isinstance(value, Mapping):
-        import orjson
-
         items = []
         for name, want in value.items():
-            items.append(f"{name}={orjson.dumps(want).decode() if not isinstance(want, str) else want}")
+            if isinstance(want, (list, tuple)):
+                items.append(f"{name} in " + ",".join(_filter_value(v) for v in want))
+            else:
+                items.append(f"{name}={_filter_value(want)}")
         value = items
     if isinstance(value, str):
         value = [value]
@@ -251,7 +262,7 @@ def _where(value: Any, key: str, src: str) -> tuple[str, ...]:
         try:
             parse_where(spec)
         except QueryError as exc:
-            raise ConfigError(key, spec, f"a filter such as 'success=false' or 'model in [a, b]' ({exc})",
+            raise ConfigError(key, spec, f"a filter such as 'success=false' or 'model in gpt-4o,gpt-4o-mini' ({exc})",
                               source=src) from None
     return specs
 

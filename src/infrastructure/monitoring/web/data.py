@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,8 +50,6 @@ def _series(rows: list[dict[str, Any]], key: str | None, value: str, *, scale: f
 
 
 def _epoch_ms(iso: str) -> int:
-    from datetime import datetime
-
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
