@@ -420,3 +420,17 @@ def test_where_as_a_mapping_keeps_types(factory: Any, log_dir: Path) -> None:
                                                  llm(T0 - 3, ok=True), llm(T0 - 2, ok=False, model="other")])
     firing = ev.evaluate(T0).firing
     assert [a["value"] for a in firing] == [2.0]
+
+
+def test_an_undelivered_notification_is_tried_again_next_time(factory: Any, log_dir: Path,
+                                                              capture_server: Any) -> None:
+    hook = capture_server(statuses=(503, 503, 200))
+    settings = alerts_settings({"name": "silence", "module": "llm", "expr": "count < 1", "severity": "critical"},
+                               notifiers=[{"type": "webhook", "url": hook.url, "retries": 1, "backoff": "0s"}])
+    ev = evaluator(factory, settings)
+    first = ev.evaluate(T0)
+    assert [(d.ok, d.attempts) for d in first.deliveries] == [(False, 2)]
+    second = ev.evaluate(T0 + 60)  # inside the cooldown, but nothing was delivered yet
+    assert [(d.ok, d.attempts) for d in second.deliveries] == [(True, 1)]
+    assert ev.evaluate(T0 + 120).deliveries == []  # delivered: now the cooldown holds
+    assert len(hook.requests) == 3

@@ -14,7 +14,8 @@ when every worker runs the scheduler.
 
 Notifications: when an alert fires (unless the same alert notified less than its
 cooldown ago — a flapping alert does not page every minute), again while it keeps
-firing once per cooldown, and when it resolves after having notified.
+firing once per cooldown, and when it resolves after having notified. A notification
+no notifier could deliver is tried again at the next evaluation.
 """
 
 from __future__ import annotations
@@ -229,9 +230,9 @@ class AlertEvaluator:
             if not delivery.ok:
                 _log.warning("alert %s: %s failed after %d attempts: %s", event["rule"], delivery.notifier,
                              delivery.attempts, delivery.error)
-        if not resolving:
+        if not resolving and sent:  # nothing got through: try again at the next evaluation
             alert["last_notified"] = at
-            alert["notified_firing"] = alert.get("notified_firing", False) or sent
+            alert["notified_firing"] = True
 
     def _forget_old(self, alerts: dict[str, dict[str, Any]], at: float) -> None:
         """Resolved alerts are kept only as long as their cooldown can still matter."""
