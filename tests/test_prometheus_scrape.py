@@ -126,3 +126,29 @@ def test_promql_returns_the_logged_values(prometheus: str, log_dir: Path) -> Non
     _until(prometheus, "sum(llm_requests_total)", 90, deadline)
     scraped = _promql(prometheus, 'up{job="llm-app"}')
     assert float(scraped[0]["value"][1]) == 1
+
+
+def test_serve_with_jobs_evaluates_alerts(log_dir: Path, tmp_path: Path) -> None:
+    """`monitoring serve --jobs` is the one process a small deployment runs: it evaluates the rules too."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    config = tmp_path / "monitoring.yaml"
+    config.write_text(json.dumps({"logging": {"log_dir": str(log_dir)}, "alerts": {"interval_seconds": 1, "rules": [
+        {"name": "silence", "module": "llm", "expr": "count < 1", "window": "1m", "severity": "warning"}]}}))
+    exe = Path(sys.executable).with_name("monitoring")
+    with open(tmp_path / "serve.err", "wb") as err:
+        proc = subprocess.Popen([str(exe), "serve", "--jobs", "--config", str(config), "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", time.monotonic() + 30)
+        deadline = time.monotonic() + 30
+        current: list[Any] = []
+        while time.monotonic() < deadline and not current:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/alerts", timeout=10) as response:
+                current = json.loads(response.read())["current"]
+            time.sleep(0.3)
+        assert [(a["rule"], a["state"]) for a in current] == [("silence", "firing")]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    assert "alert_evaluation every 1s" in (tmp_path / "serve.err").read_text()

@@ -760,9 +760,12 @@ def dashboard(output: str | None, hours: float, until: str | None, grafana_file:
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: server.port, 9464).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True, max=24 * 366), default=6.0, show_default=True,
               help="Default window of the dashboard.")
+@click.option("--jobs", is_flag=True,
+              help="Also run the scheduled jobs (cleanup, alert evaluation, OTLP export), as `monitoring run` does.")
 @_config_option
 @_log_dir_option
-def serve(host: str | None, port: int | None, hours: float, config: str | None, log_dir: str | None) -> None:
+def serve(host: str | None, port: int | None, hours: float, jobs: bool, config: str | None,
+          log_dir: str | None) -> None:
     """Serve the live dashboard, the JSON API and Prometheus /metrics until interrupted."""
     import signal
 
@@ -778,6 +781,10 @@ def serve(host: str | None, port: int | None, hours: float, config: str | None, 
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    factory = _factory(settings) if jobs else None
+    if factory is not None:
+        service = factory.get_scheduled_cleaner()
+        click.echo(f"jobs: {service.describe()}", err=True)
     click.echo(f"serving {settings.logging.log_dir} on {server.url}  (/ /api/status /api/metrics /api/alerts "
                "/metrics)", err=True)
     try:
@@ -786,3 +793,5 @@ def serve(host: str | None, port: int | None, hours: float, config: str | None, 
         pass
     finally:
         server.httpd.server_close()
+        if factory is not None:
+            factory.shutdown()
