@@ -274,3 +274,15 @@ def test_grafana_dashboard_uses_exposed_series(server: DashboardServer, log_dir:
                           check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["uid"] == "llm-telemetry"
+
+
+def test_the_live_page_refreshes_itself_from_the_api(server: DashboardServer, log_dir: Path, tmp_path: Path) -> None:
+    """Served live, the page fetches /api/metrics every 30 s (its CSP allows exactly that) and redraws."""
+    import re
+
+    _logs(log_dir)
+    dumped = _chromium(server.url + "/?hours=2", tmp_path / "chrome", "--virtual-time-budget=65000", "--dump-dom")
+    embedded = json.loads(re.search(r'id="dashboard-data">(.*?)</script>', dumped.stdout, re.S).group(1))  # type: ignore[union-attr]
+    body = next(a for tag, a in _dom(dumped.stdout).elements if tag == "body")
+    assert float(str(body["data-rendered"])) > embedded["generated_at"]  # drawn again from fresher data
+    _check_page(_dom(dumped.stdout), bucket_minutes=1)
