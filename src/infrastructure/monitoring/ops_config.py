@@ -11,6 +11,7 @@ parsers, imported only when such a section exists, so the write path never pays 
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ _EXPR_RE: Final = re.compile(
     r"^\s*(?P<agg>[A-Za-z_][\w.]*)\s*(?:\(\s*(?P<field>[A-Za-z_][\w.-]*)\s*\)|:\s*(?P<field2>[A-Za-z_][\w.-]*))?"
     r"\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
-_OPS: Final = (">", ">=", "<", "<=", "==", "!=")
+_COMPARE: Final = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+                   "!=": operator.ne}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,19 +86,7 @@ class AlertRule:
     description: str = ""
 
     def holds(self, value: float) -> bool:
-        t = self.threshold
-        op = self.op
-        if op == ">":
-            return value > t
-        if op == ">=":
-            return value >= t
-        if op == "<":
-            return value < t
-        if op == "<=":
-            return value <= t
-        if op == "==":
-            return value == t
-        return value != t
+        return bool(_COMPARE[self.op](value, self.threshold))
 
     @property
     def zero_when_empty(self) -> bool:

@@ -38,7 +38,7 @@ from ..query.spec import parse_agg
 from ..schema import ALERTS_MODULE, ALERTS_STATE_FILE
 from .notifiers import Delivery, deliver
 
-__all__ = ["AlertEvaluator", "Evaluation", "STATE_FILE"]
+__all__ = ["STATE_FILE", "AlertEvaluator", "Evaluation", "current_alerts"]
 
 _log = logging.getLogger("infrastructure.monitoring.alerts")
 
@@ -66,6 +66,14 @@ class Evaluation:
 
 def _key(rule: AlertRule, labels: dict[str, Any]) -> str:
     return rule.name + ("|" + orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode() if labels else "")
+
+
+def current_alerts(log_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Pending and firing alerts of ``log_dir`` as its last evaluation left them."""
+    alerts = load_state(Path(log_dir) / STATE_FILE).get("alerts", {})
+    if not isinstance(alerts, dict):
+        return []
+    return [a for a in alerts.values() if isinstance(a, dict) and a.get("state") in ("pending", "firing")]
 
 
 class AlertEvaluator:
@@ -101,8 +109,7 @@ class AlertEvaluator:
 
     def current(self) -> list[dict[str, Any]]:
         """Pending and firing alerts as of the last evaluation (from the state file)."""
-        alerts = load_state(self.state_path).get("alerts", {})
-        return [a for a in alerts.values() if isinstance(a, dict) and a.get("state") in ("pending", "firing")]
+        return current_alerts(self.log_dir)
 
     def recent(self, *, hours: float = 24.0, limit: int = 50) -> list[dict[str, Any]]:
         """The latest transitions from ``alerts.log``, newest first."""

@@ -44,9 +44,9 @@ from typing import Any, Final
 
 import orjson
 
-from .._statefile import load_state
+from ..alerts.engine import current_alerts
 from ..query.files import discover
-from ..schema import ALERTS_STATE_FILE
+from ..query.reports import label_value as escape_label
 from .tail import Tailer
 
 __all__ = ["CONTENT_TYPE", "LiveMetrics", "escape_label"]
@@ -73,11 +73,6 @@ _HELP: Final = {
     "monitoring_corrupt_lines_total": ("counter", "Lines that were not valid JSON records (skipped)."),
     "monitoring_series_overflow_total": ("counter", "Records folded into __other__ series (too many label sets)."),
 }
-
-
-def escape_label(value: Any) -> str:
-    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _label(value: Any) -> str:
@@ -269,9 +264,8 @@ class LiveMetrics:
             sizes.append(f'monitoring_log_bytes{{module="{label}"}} {sum(f.size for f in files)}')
             counts.append(f'monitoring_log_files{{module="{label}"}} {len(files)}')
         firing = []
-        alerts = load_state(self.log_dir / ALERTS_STATE_FILE).get("alerts", {})
-        for alert in alerts.values() if isinstance(alerts, dict) else ():
-            if isinstance(alert, dict) and alert.get("state") == "firing":
+        for alert in current_alerts(self.log_dir):
+            if alert.get("state") == "firing":
                 labels = {"rule": alert.get("rule"), "severity": alert.get("severity"), **(alert.get("labels") or {})}
                 rendered = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items() if k.isidentifier())
                 firing.append(f"monitoring_alerts_firing{{{rendered}}} 1")

@@ -173,15 +173,16 @@ def report_csv(report: Report) -> str:
     return out.getvalue()
 
 
-def _label_value(value: Any) -> str:
-    text = "" if value is None else str(value)
+def label_value(value: Any) -> str:
+    """A value as a Prometheus label value: escaped, booleans as JSON spells them."""
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _labels(row: dict[str, Any], names: Iterable[str], extra: dict[str, str] | None = None) -> str:
     pairs = [(n, row.get(n)) for n in names]
     pairs += list((extra or {}).items())
-    return "{" + ",".join(f'{n}="{_label_value(v)}"' for n, v in pairs) + "}"
+    return "{" + ",".join(f'{n}="{label_value(v)}"' for n, v in pairs) + "}"
 
 
 def _number(value: Any) -> str | None:

@@ -15,9 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from .._statefile import load_state
+from ..alerts.engine import current_alerts
 from ..query.engine import LogParser
-from ..schema import ALERTS_STATE_FILE
 
 __all__ = ["bucket_for", "dashboard_data"]
 
@@ -117,12 +116,9 @@ def dashboard_data(log_dir: str | os.PathLike[str], *, hours: float = 6.0, now: 
                    "what": r.get("model") or r.get("tool_name"), "error_type": r.get("error_type"),
                    "count": r["count"], "last_message": r.get("latest_error_message"),
                    "last_seen": r.get("latest_timestamp")} for r in errors[:15]]
-    alerts = load_state(Path(log_dir) / ALERTS_STATE_FILE).get("alerts", {})
     firing = [{"rule": a.get("rule"), "severity": a.get("severity"), "state": a.get("state"),
                "labels": " ".join(f"{k}={v}" for k, v in (a.get("labels") or {}).items()),
-               "value": a.get("value"), "since": a.get("since")}
-              for a in (alerts.values() if isinstance(alerts, dict) else [])
-              if isinstance(a, dict) and a.get("state") in ("firing", "pending")]
+               "value": a.get("value"), "since": a.get("since")} for a in current_alerts(log_dir)]
 
     data: dict[str, Any] = {"window": window, "generated_at": until, "totals": totals, "charts": charts,
                             "tables": {"errors": top_errors, "alerts": firing}}
