@@ -373,3 +373,49 @@ def test_decorators_write_the_same_line_on_the_fast_path(logs: Path) -> None:
     assert {k: v for k, v in fast.items() if k not in ("timestamp", "duration")} == \
         {k: v for k, v in general.items() if k not in ("timestamp", "duration")}
     assert fast["api_key"] == "[REDACTED]"
+
+
+def test_llm_fast_path_survives_odd_responses_and_spots_iterator_classes(logs: Path, make_factory: Any) -> None:
+    """A response whose attributes raise is still returned (the fault counted, strict mode raises);
+    an instance of a hand-written iterator class is a stream, recorded when it ends."""
+
+    class Hostile:
+        @property
+        def model(self) -> str:
+            raise RuntimeError("lazy attribute failed")
+
+    class Chunks:  # an iterator by class, not a generator
+        def __init__(self) -> None:
+            self.left = [SimpleNamespace(usage=None), SimpleNamespace(usage={"prompt_tokens": 3,
+                                                                             "completion_tokens": 4})]
+
+        def __iter__(self) -> Chunks:
+            return self
+
+        def __next__(self) -> Any:
+            if not self.left:
+                raise StopIteration
+            time.sleep(0.01)
+            return self.left.pop(0)
+
+    hostile = Hostile()
+
+    @observe_llm_call(model="gpt-4o")
+    def odd() -> Any:
+        return hostile
+
+    @observe_llm_call(model="gpt-4o")
+    def streamed() -> Any:
+        return Chunks()
+
+    assert odd() is hostile
+    assert PerformanceMonitorFactory.get_instance().create_monitor("llm").logger.faults.internal_errors == 1
+    assert len(list(streamed())) == 2
+    (line,) = records(logs, "llm")
+    assert (line["streaming"], line["prompt_tokens"], line["completion_tokens"]) == (True, 3, 4)
+    assert 0 < line["time_to_first_token"] < line["response_time"]
+
+    strict = observe_llm_call(model="gpt-4o", monitor=make_factory(strict=True).create_monitor("llm"))(
+        lambda: hostile)
+    with pytest.raises(RuntimeError, match="lazy attribute failed"):
+        strict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..base_monitor import INF, BaseMonitor
-from ..config import ModelPrice, PricingSettings
+from ..config import PricingSettings
 from ..interfaces import MetricsWriter
 
 __all__ = ["LLMPerformanceMonitor"]
@@ -36,40 +36,41 @@ class LLMPerformanceMonitor(BaseMonitor):
             pricing = PerformanceMonitorFactory.get_instance().settings.pricing
         super().__init__(logger)
         self.pricing = pricing or PricingSettings()
-        self._prices: dict[str, ModelPrice | None] = {}
-        """Model name -> its price entry (or None), looked up once per name."""
+        self._prices: dict[Any, tuple[float, float, float] | None] = {}
+        self._version = self.pricing.version
 
-    def _price(self, model: Any) -> ModelPrice | None:
-        prices = self._prices
+    def _rates(self, model: Any) -> tuple[float, float, float] | None:
+        """(input, cached input, output) per 1M tokens for ``model``, looked up once per name."""
+        rates = self._prices
         try:
-            return prices[model]
+            return rates[model]
         except KeyError:
-            found = self.pricing.price_of(model) if isinstance(model, str) else None
-            if len(prices) < _PRICE_CACHE:
-                prices[model] = found
+            price = self.pricing.price_of(model) if isinstance(model, str) else None
+            found = None if price is None else (
+                price.input, price.cached_input if price.cached_input is not None else price.input, price.output)
+            if len(rates) < _PRICE_CACHE:
+                rates[model] = found
             return found
 
     def _fill_cost(self, record: dict[str, Any], model: Any, prompt: Any, completion: Any,
                    cached: Any) -> None:
         """``cost`` from the price table, and always ``cost_status``: never a silent zero."""
-        price = self._price(model)
-        version = self.pricing.version
-        if price is None:
+        rates = self._rates(model)
+        if rates is None:
             record["cost_status"] = "unknown_model"
         else:
             try:
                 cached_n = cached or 0
-                cached_rate = price.cached_input if price.cached_input is not None else price.input
-                cost = ((prompt - cached_n) * price.input + cached_n * cached_rate + completion * price.output) / 1e6
+                cost = ((prompt - cached_n) * rates[0] + cached_n * rates[1] + completion * rates[2]) / 1e6
             except TypeError:  # bad token counts are flagged by the checks; no cost from them
                 record["cost_status"] = "invalid_tokens"
                 return
             record["cost"] = round(cost, 9)
             record["cost_status"] = "computed"
-        if version is not None:
-            record["price_version"] = version
+        if self._version is not None:
+            record["price_version"] = self._version
 
-    def record_llm_call(
+    def record_llm_call(  # noqa: PLR0912 - optional fields spelled out, not looped: it runs per call
         self,
         model: str,
         provider: str,
@@ -105,14 +106,21 @@ class LLMPerformanceMonitor(BaseMonitor):
                       "model": scrub(model), "provider": scrub(provider), "response_time": response_time,
                       "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": total_tokens, "success": success}
-            optional = False
+            optional = False  # spelled out, not looped: this runs for every call
             if error_type is not None:
                 record["error_type"] = scrub(error_type)
-            for name, value in (("time_to_first_token", time_to_first_token), ("cached_tokens", cached_tokens),
-                                ("streaming", streaming), ("retries", retries)):
-                if value is not None:
-                    record[name] = value
-                    optional = True
+            if time_to_first_token is not None:
+                record["time_to_first_token"] = time_to_first_token
+                optional = True
+            if cached_tokens is not None:
+                record["cached_tokens"] = cached_tokens
+                optional = True
+            if streaming is not None:
+                record["streaming"] = streaming
+                optional = True
+            if retries is not None:
+                record["retries"] = retries
+                optional = True
             if cost is not None:
                 record["cost"] = cost
                 record["cost_status"] = "provided"

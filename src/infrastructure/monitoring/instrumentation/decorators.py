@@ -120,12 +120,17 @@ Recorder = Callable[[Any, _Call, float], None]
 """(monitor, call, duration) -> writes the line."""
 
 
+Fast = Callable[[Any, float, Any], None]
+"""(monitor, duration, result) -> writes the line of a call that returned normally (not a stream)."""
+
+
 def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: bool = False,
-          fast: Callable[[Any, float], None] | None = None) -> F:
+          fast: Fast | None = None) -> F:
     """Wrap ``fn`` of any kind so that each call is recorded once by ``record``; ``lookup``
     gives the monitor to record with, or ``None`` to run ``fn`` untimed (switched off).
-    ``fast(monitor, duration)``, when given, records a plain call that returned normally
-    without building the per-call state a stream or a failure needs."""
+    ``fast``, when given, records a plain call that returned normally without building the
+    per-call state a stream or a failure needs. With ``watch_result``, a returned iterator
+    is a stream, recorded when it ends."""
 
     if inspect.isasyncgenfunction(fn):
         @functools.wraps(fn)
@@ -168,8 +173,9 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: b
                 call.error = exc
                 _finish(monitor, record, call)
                 raise
-            if fast is not None:
-                fast(monitor, _clock() - start)
+            duration = _clock() - start
+            if fast is not None and not (watch_result and _is_stream(result)):
+                fast(monitor, duration, result)
                 return result
             return _returned(result, monitor, record, _Call(start), watch_result)
 
@@ -188,21 +194,40 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *, watch_result: b
             call.error = exc
             _finish(monitor, record, call)
             raise
-        if fast is not None:
-            fast(monitor, _clock() - start)  # the record methods are fail-safe themselves
+        duration = _clock() - start
+        if fast is not None and not (watch_result and _is_stream(result)):
+            fast(monitor, duration, result)  # fail-safe itself
             return result
         return _returned(result, monitor, record, _Call(start), watch_result)
 
     return wrapper  # type: ignore[return-value]
 
 
+_STREAM_TYPES: dict[type, bool] = {}
+"""Is a result of this type a stream (an iterator or async iterator)? Asked once per type: the
+protocol lives on the type, and a call site returns the same few types again and again."""
+
+
+def _is_stream(result: Any) -> bool:
+    kind = type(result)
+    try:
+        return _STREAM_TYPES[kind]
+    except KeyError:
+        pass
+    stream = not issubclass(kind, (str, bytes, dict, list, tuple)) and (
+        hasattr(kind, "__anext__") or hasattr(kind, "__next__"))
+    if len(_STREAM_TYPES) >= 256:  # types made on the fly: keep the table bounded
+        _STREAM_TYPES.clear()
+    _STREAM_TYPES[kind] = stream
+    return stream
+
+
 def _returned(result: Any, monitor: Any, record: Recorder, call: _Call, watch_result: bool) -> Any:
     """Record now, or, when the result is a stream to be consumed later, when it ends."""
-    if watch_result and not isinstance(result, (str, bytes, dict, list, tuple)):
-        if hasattr(result, "__anext__"):
+    if watch_result and _is_stream(result):
+        if hasattr(type(result), "__anext__"):
             return _watch_async(result, monitor, record, call)
-        if hasattr(result, "__next__"):
-            return _watch(result, monitor, record, call)
+        return _watch(result, monitor, record, call)
     call.result = result
     _finish(monitor, record, call)
     return result
@@ -257,24 +282,28 @@ async def _watch_async(stream: AsyncIterator[Any], monitor: Any, record: Recorde
 def _finish(monitor: Any, record: Recorder, call: _Call) -> None:
     try:
         record(monitor, call, _clock() - call.start)
-    except Exception as exc:  # telemetry never breaks the caller
-        monitor.logger.report_internal_error(exc)
-        if monitor.logger.strict:
-            raise
+    except Exception as exc:  # noqa: BLE001 - telemetry never breaks the caller (strict mode re-raises)
+        _failed(monitor, exc)
+
+
+def _failed(monitor: Any, exc: Exception) -> None:
+    monitor.logger.report_internal_error(exc)
+    if monitor.logger.strict:
+        raise exc
 
 
 _OWN_FIELDS = WRITER_FIELDS | {FIELD_INVALID, "duration", "success"}
 
 
-def _success_writer(monitor: Any, operation: str, label_key: str | None, label: str | None,
-                    fields: dict[str, Any]) -> Callable[[float], None] | None:
-    """The line of a call that returned normally, built from parts screened once.
+def _success_template(monitor: Any, operation: str, label_key: str | None, label: str | None,
+                      fields: dict[str, Any]) -> tuple[dict[str, Any], Callable[..., None]] | None:
+    """The line of a call that returned normally, as a screened template and the writer to send it to.
 
     A decorator's label and fields never change, so they are scrubbed and redacted here,
-    once per monitor, and each call only adds its duration: the same line the monitor's
-    own method writes, for about a third of the work. ``None`` when the monitor's writer
-    is not the package's, or a field would clash with a built-in one (the monitor's
-    method then handles it, flagging the clash in the record)."""
+    once per monitor, and each call copies the template and sets its duration: the same
+    line the monitor's own method writes, for about a third of the work. ``None`` when the
+    monitor's writer is not the package's, or a field would clash with a built-in one (the
+    monitor's method then handles it, flagging the clash in the record)."""
     logger = monitor.logger
     write = getattr(logger, "write_record", None)
     scrub = getattr(logger, "scrub", None)
@@ -287,32 +316,30 @@ def _success_writer(monitor: Any, operation: str, label_key: str | None, label: 
     extra = redact(dict(fields))
     if not _OWN_FIELDS.isdisjoint(extra) or not prefix.keys().isdisjoint(extra):
         return None
-
-    def record(duration: float) -> None:
-        write({"timestamp": 0.0, **prefix, "duration": duration, "success": True, **extra}, screened=True)
-
-    return record
+    return {"timestamp": 0.0, **prefix, "duration": 0.0, "success": True, **extra}, write
 
 
-def _fast_path(make: Callable[[Any], Callable[[float], None] | None],
-               fallback: Callable[[Any, float], None]) -> Callable[[Any, float], None]:
-    """``fast(monitor, duration)`` using the screened writer of the current monitor (rebuilt
-    when the factory hands out another one), else the monitor's own method."""
-    state: tuple[Any, Callable[[float], None] | None] = (None, None)
+def _fast_path(make: Callable[[Any], tuple[dict[str, Any], Callable[..., None]] | None],
+               fallback: Callable[[Any, float], None]) -> Fast:
+    """``fast(monitor, duration, result)``: the template of the current monitor (rebuilt when the
+    factory hands out another one) copied and written, else the monitor's own method.
+    One call and one dictionary copy per record: this is the hot path of every decorator."""
+    state: list[Any] = [None, None, None]  # monitor, template, write
 
-    def fast(monitor: Any, duration: float) -> None:
-        nonlocal state
-        known, record = state
-        if known is not monitor:
+    def fast(monitor: Any, duration: float, result: Any) -> None:  # noqa: ARG001 - the result is not recorded
+        if state[0] is not monitor:
             try:
-                record = make(monitor)
+                made = make(monitor)
             except Exception:  # noqa: BLE001 - a writer that cannot prepare: use the general path
-                record = None
-            state = (monitor, record)
-        if record is None:
+                made = None
+            state[:] = [monitor, *(made or (None, None))]
+        template = state[1]
+        if template is None:
             fallback(monitor, duration)
-        else:
-            record(duration)
+            return
+        record = template.copy()
+        record["duration"] = duration
+        state[2](record, screened=True)
 
     return fast
 
@@ -361,7 +388,7 @@ def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields
     def general(monitor: Any, duration: float) -> None:
         monitor.record_timer(operation, duration, success=True, **fields)
 
-    fast = _fast_path(lambda m: _success_writer(m, operation, None, None, fields), general)
+    fast = _fast_path(lambda m: _success_template(m, operation, None, None, fields), general)
 
     def decorate(fn: F) -> F:
         return _wrap(fn, lookup, record, fast=fast)
@@ -387,7 +414,7 @@ def _named(module: str, method: str, label: str, fields: dict[str, Any]) -> Call
         getattr(monitor, method)(label, duration, True, **fields)
 
     operation, label_key = _LABELS[method]
-    fast = _fast_path(lambda m: _success_writer(m, operation, label_key, label, fields), general)
+    fast = _fast_path(lambda m: _success_template(m, operation, label_key, label, fields), general)
 
     def decorate(fn: F) -> F:
         return _wrap(fn, _monitor_lookup(module), record, fast=fast)
@@ -413,11 +440,15 @@ def observe_llm_call(fn: F | None = None, /, *, model: str | None = None, provid
     arguments; ``provider`` is guessed from the model name when neither says it.
     """
 
-    def record(monitor: Any, call: _Call, duration: float) -> None:
-        result = call.result
-        usage = call.usage if call.usage is not None else _usage_of(result)
+    def line(monitor: Any, result: Any, usage: Any, duration: float, success: bool, extra: dict[str, Any]) -> None:
         name = str(_get(result, "model") or model or "unknown")
         prompt, completion, total, cached = _tokens(usage)
+        if cached is not None:
+            extra = {**extra, "cached_tokens": cached}
+        monitor.record_llm_call(name, provider or _provider_of(name), duration, prompt, completion, total,
+                                success, **extra)
+
+    def record(monitor: Any, call: _Call, duration: float) -> None:
         extra = dict(fields) if fields else {}  # only what is known: every keyword costs on the write path
         if call.error is not None:
             extra["error_type"] = type(call.error).__name__
@@ -426,15 +457,19 @@ def observe_llm_call(fn: F | None = None, /, *, model: str | None = None, provid
             extra["streaming"] = True
         if call.abandoned:
             extra["abandoned"] = True
-        if cached is not None:
-            extra["cached_tokens"] = cached
-        monitor.record_llm_call(name, provider or _provider_of(name), duration, prompt, completion, total,
-                                call.error is None, **extra)
+        usage = call.usage if call.usage is not None else _usage_of(call.result)
+        line(monitor, call.result, usage, duration, call.error is None, extra)
+
+    def fast(monitor: Any, duration: float, result: Any) -> None:
+        try:
+            line(monitor, result, _usage_of(result), duration, True, fields)
+        except Exception as exc:  # noqa: BLE001 - telemetry never breaks the caller (strict mode re-raises)
+            _failed(monitor, exc)
 
     lookup = fixed(monitor) if monitor is not None else _monitor_lookup("llm")
 
     def decorate(target: F) -> F:
-        return _wrap(target, lookup, record, watch_result=True)
+        return _wrap(target, lookup, record, watch_result=True, fast=fast)
 
     return decorate(fn) if fn is not None else decorate
 
