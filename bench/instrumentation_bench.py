@@ -3,13 +3,16 @@
 span costs next to an OpenTelemetry SDK span exported to a file.
 
 Each case runs in a fresh process (so "off" really is a process started with
-MONITORING_ENABLED=0): N calls after a warm-up, in 5 batches of which the fastest counts
-(as timeit does: this machine is shared and noisy), over several rounds; the table shows
-the median over rounds of the cost per call and of the overhead over the bare function
-measured in the same process. "On" includes writing the line (render + one ``write``) to a rotating file.
-"floor" is what rendering one such line with orjson and one ``os.write`` costs in the same
-process — the least any logger that writes a line per record can pay — and "x floor" the
-overhead in those units, which is what stays comparable from one machine to another.
+MONITORING_ENABLED=0): N calls of the bare function, of the wrapped one and of the floor
+(below), in 20 batches each, taking turns; the fastest batch of each counts (as timeit
+does: this machine is shared and noisy, and taking turns exposes all three to the same
+spells). Over several rounds, the table shows the median of the cost per call and of the
+overhead over the bare function measured in the same process. "On" includes writing the
+line (render + one ``write``) to a rotating file.
+"floor" is what rendering the same line (the case's last record, read back) with orjson and
+one ``os.write`` costs in the same process — the least any logger that writes a line per
+record can pay — and "x floor" the overhead in those units, which is what stays comparable
+from one machine to another.
 
 Spans: ``ours`` is ``Tracer.start_as_current_span`` (start, end, one JSON line written);
 ``otel simple`` is the OpenTelemetry SDK with a ``SimpleSpanProcessor`` and the
@@ -34,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 CASES = ("observe_tool_call", "observe_llm_call", "monitor.timer", "bind + record")
+MODULES = {"observe_tool_call": "tool", "observe_llm_call": "llm", "monitor.timer": "task", "bind + record": "tool"}
 
 
 def child(case: str, n: int) -> None:
@@ -61,29 +65,40 @@ def child(case: str, n: int) -> None:
             tool.record_tool_call("noop", 0.0)
             return 1
 
-    def per_call(target) -> float:
-        """The fastest of 5 timed batches (timeit's rule: slower batches measure the machine, not the code)."""
-        for _ in range(1000):
-            target()
-        batches = []
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(n // 5):
-                target()
-            batches.append((time.perf_counter() - started) / (n // 5) * 1e6)
-        return min(batches)
-
     import orjson
 
-    fd = os.open(os.path.join(os.environ["MONITORING_LOG_DIR"], f"floor-{os.getpid()}.log"),
-                 os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    folder = os.environ["MONITORING_LOG_DIR"]
+    fd = os.open(os.path.join(folder, f"floor-{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fn()  # the floor renders the very line this case writes (an LLM line is longer than a tool line)
+    written = os.path.join(folder, f"{MODULES[case]}_metrics.log")
     shape = {"timestamp": time.time(), "metric_type": "timer", "operation": "tool_call", "tool_name": "noop",
              "duration": 1.2e-6, "success": True, "module": "tool", "pid": os.getpid(), "host": "bench"}
+    if os.environ["MONITORING_ENABLED"] == "1":
+        with open(written, "rb") as handle:
+            shape = orjson.loads(handle.read().splitlines()[-1])
 
     def floor() -> None:  # what any line-per-record logger must pay: render one line, one write
         os.write(fd, orjson.dumps(shape, option=orjson.OPT_APPEND_NEWLINE))
 
-    print(json.dumps({"bare": per_call(bare), "wrapped": per_call(fn), "floor": per_call(floor)}))
+    print(json.dumps(interleaved({"bare": bare, "wrapped": fn, "floor": floor}, n)))
+
+
+def interleaved(targets: dict, n: int, batches: int = 20) -> dict:
+    """µs per call of each target: the fastest of ``batches`` batches, the targets' batches taking
+    turns, so a slow spell of this shared machine hits all of them alike (timeit's rule — slower
+    batches measure the machine, not the code — with the comparison made side by side)."""
+    size = max(1, n // batches)
+    best = dict.fromkeys(targets, float("inf"))
+    for target in targets.values():
+        for _ in range(1000):
+            target()
+    for _ in range(batches):
+        for name, target in targets.items():
+            started = time.perf_counter()
+            for _ in range(size):
+                target()
+            best[name] = min(best[name], (time.perf_counter() - started) / size * 1e6)
+    return best
 
 
 SPANS = ("ours", "otel simple", "otel batch")

@@ -44,6 +44,8 @@ class LLMPerformanceMonitor(BaseMonitor):
         rates = self._prices
         try:
             return rates[model]
+        except TypeError:  # an unhashable "model": flagged by the checks, never priced
+            return None
         except KeyError:
             price = self.pricing.price_of(model) if isinstance(model, str) else None
             found = None if price is None else (
