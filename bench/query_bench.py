@@ -17,10 +17,15 @@ memory is the process's peak RSS (interpreter and imports included).
     duckdb   read_json with named columns, threads=1 and threads=2
     grep     grep '"success": false' | grep -o operation | sort | uniq -c   (Q3 only)
 
+Seconds are the median over rounds (each round runs every contender once, in turn) with the
+range beside it: this machine is shared, and a single run can be off by a third. "vs duckdb"
+compares ours with DuckDB at the same number of threads.
+
 Answers are checked: counts and sums against the generator's manifest, percentiles against
 DuckDB's quantile_cont (1 % at most).
 
-    python bench/query_bench.py [--size-mb 1024] [--rounds 3]
+    python bench/query_bench.py [--size-mb 1024] [--rounds 5]
+    python bench/query_bench.py --instructions      # ours vs DuckDB by instructions executed (valgrind)
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import argparse
 import glob
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,9 +52,12 @@ PCTS = (0.5, 0.95, 0.99)
 
 
 def warm(files: list[str]) -> None:
+    """Read the files once into one small reused buffer: reading them in large chunks would leave
+    the freed chunks in this process's heap (glibc keeps them) and add them to every peak RSS."""
+    buffer = bytearray(1 << 20)
     for name in files:
-        with open(name, "rb") as handle:
-            while handle.read(1 << 24):
+        with open(name, "rb", buffering=0) as handle:
+            while handle.readinto(buffer):
                 pass
 
 
@@ -143,7 +153,7 @@ def run_grep(folder: str) -> dict:
 def child(folder: str, query: str, contender: str, since: float) -> None:
     needed = glob.glob(os.path.join(folder, "*_metrics.log*")) if query == "Q3" else family(folder, "llm")
     warm(needed)
-    if contender.startswith(("ours", "duckdb")):  # imports are not part of the question
+    if contender.startswith(("ours", "duckdb", "none")):  # imports are not part of the question
         import duckdb  # noqa: F401
 
         from infrastructure.monitoring.query import LogParser  # noqa: F401
@@ -154,6 +164,8 @@ def child(folder: str, query: str, contender: str, since: float) -> None:
         answer = run_orjson(folder, query, since)
     elif contender.startswith("duckdb"):
         answer = run_duckdb(folder, query, int(contender[-1]), since)
+    elif contender == "none":  # the instruction count of everything but the question
+        answer = {}
     else:
         answer = run_grep(folder)
     elapsed = time.perf_counter() - started
@@ -176,11 +188,43 @@ def check(query: str, answer: dict, truth: dict, duck: dict | None) -> str:
     return "ok"
 
 
+def instructions(folder: Path, since: float) -> None:
+    """Ours and DuckDB at one thread, compared by the instructions they execute (callgrind), which
+    no other load on the machine changes: timings here wander by a third from run to run.
+
+    On a subset (each family's live file and the newest backup of the llm family, hard links in
+    ``bench/data/``) since valgrind runs programs about 50 times slower. Each figure is the count
+    of a run minus that of a run which does everything but the question (start, imports, warm-up)."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    subset = folder.parent / f"{folder.name}-subset"
+    subset.mkdir(exist_ok=True)
+    for name in [*glob.glob(str(folder / "*_metrics.log")), str(folder / "llm_metrics.log.1")]:
+        target = subset / os.path.basename(name)
+        if not target.exists():
+            os.link(name, target)
+    size = sum(f.stat().st_size for f in subset.iterdir()) / 2**20
+    print(f"instructions executed (callgrind) on {size:,.0f} MiB: each family's live file and one llm backup")
+    print(f"{'query':<6}{'ours t=1':>14}{'duckdb t=1':>14}{'ours / duckdb':>15}")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    for query in ("Q1", "Q3"):
+        counts = {}
+        for contender in ("none", "ours t=1", "duckdb t=1"):
+            done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                                   __file__, "--child", str(subset), query, contender, repr(since)],
+                                  capture_output=True, text=True, check=True, env=env)
+            counts[contender] = int(re.search(r"Collected : (\d+)", done.stderr).group(1))
+        ours, duck = (counts[c] - counts["none"] for c in ("ours t=1", "duckdb t=1"))
+        print(f"{query:<6}{ours / 1e6:>12,.0f} M{duck / 1e6:>12,.0f} M{ours / duck:>14.3f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=1024)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", nargs="*", choices=QUERIES, default=list(QUERIES))
+    ap.add_argument("--instructions", action="store_true",
+                    help="count CPU instructions under valgrind instead of timing (a subset of the files)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -193,11 +237,15 @@ def main() -> None:
                        check=True)
     truth = json.loads((folder / "manifest.json").read_text())
     since = truth["last_hour_since"]
+    if args.instructions:
+        instructions(folder, since)
+        return
     llm_mb = sum(os.path.getsize(f) for f in family(str(folder), "llm")) / 2**20
     print(f"{truth['total_bytes'] / 2**20:,.0f} MiB of logs ({llm_mb:,.0f} MiB in the llm family), "
           f"{truth['total_events']:,} records; warm cache (files read once before each timing); "
           f"medians of {args.rounds} rounds, fresh process each")
-    print(f"{'query':<6}{'contender':<12}{'seconds':>9}{'vs ours t=1':>13}{'peak RSS':>11}  answer")
+    print(f"{'query':<6}{'contender':<12}{'seconds':>9}{'range':>14}{'vs ours t=1':>13}{'vs duckdb':>11}"
+          f"{'peak RSS':>11}  answer")
     for query in args.only:
         results: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
@@ -211,9 +259,13 @@ def main() -> None:
         base = statistics.median(r["seconds"] for r in results["ours t=1"])
         for contender, runs in results.items():
             seconds = statistics.median(r["seconds"] for r in runs)
+            spread = f"{min(r['seconds'] for r in runs):.2f}-{max(r['seconds'] for r in runs):.2f}"
             rss = max(r["rss_mb"] for r in runs)
             verdict = check(query, runs[0]["answer"], truth, duck if query != "Q3" else None)
-            print(f"{query:<6}{contender:<12}{seconds:>9.3f}{seconds / base:>12.2f}x{rss:>8.0f} MB  {verdict}")
+            peer = f"duckdb t={contender[-1]}" if contender.startswith("ours") else None
+            versus = f"{seconds / statistics.median(r['seconds'] for r in results[peer]):>10.2f}x" if peer else " " * 11
+            print(f"{query:<6}{contender:<12}{seconds:>9.3f}{spread:>14}{seconds / base:>12.2f}x{versus}"
+                  f"{rss:>8.0f} MB  {verdict}")
 
 
 if __name__ == "__main__":
