@@ -12,7 +12,9 @@ memory is the process's peak RSS (interpreter and imports included).
     Q3  failures per operation over every family
 
     ours     LogParser.query (threads=1 and threads=2; DuckDB under the hood for large scans,
-             Python with bisection for small windows; skipped lines still counted)
+             Python with bisection for small windows; skipped lines still counted). Backups a
+             scan found whole are trusted by later scans (.query_verified.json): "ours first"
+             is the first scan of the folder, every line checked (one thread)
     orjson   a plain loop: orjson.loads per line, dict accumulation, sorted lists for percentiles
     duckdb   read_json with named columns, threads=1 and threads=2
     grep     grep '"success": false' | grep -o operation | sort | uniq -c   (Q3 only)
@@ -31,6 +33,7 @@ DuckDB's quantile_cont (1 % at most).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -47,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_logs.py"
 QUERIES = ("Q1", "Q2", "Q3")
-CONTENDERS = ("ours t=1", "ours t=2", "orjson", "duckdb t=1", "duckdb t=2", "grep")
+CONTENDERS = ("ours first", "ours t=1", "ours t=2", "orjson", "duckdb t=1", "duckdb t=2", "grep")
+VERIFIED = ".query_verified.json"
 PCTS = (0.5, 0.95, 0.99)
 
 
@@ -153,13 +157,16 @@ def run_grep(folder: str) -> dict:
 def child(folder: str, query: str, contender: str, since: float) -> None:
     needed = glob.glob(os.path.join(folder, "*_metrics.log*")) if query == "Q3" else family(folder, "llm")
     warm(needed)
+    if contender == "ours first":  # no backup known whole yet: every line checked (the first scan of a folder)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, VERIFIED))
     if contender.startswith(("ours", "duckdb", "none")):  # imports are not part of the question
         import duckdb  # noqa: F401
 
         from infrastructure.monitoring.query import LogParser  # noqa: F401
     started = time.perf_counter()
     if contender.startswith("ours"):
-        answer = run_ours(folder, query, int(contender[-1]), since)
+        answer = run_ours(folder, query, 1 if contender == "ours first" else int(contender[-1]), since)
     elif contender == "orjson":
         answer = run_orjson(folder, query, since)
     elif contender.startswith("duckdb"):
@@ -192,30 +199,32 @@ def instructions(folder: Path, since: float) -> None:
     """Ours and DuckDB at one thread, compared by the instructions they execute (callgrind), which
     no other load on the machine changes: timings here wander by a third from run to run.
 
-    On a subset (each family's live file and the newest backup of the llm family, hard links in
-    ``bench/data/``) since valgrind runs programs about 50 times slower. Each figure is the count
+    On a subset (each family's live file and newest backup, hard links in ``bench/data/``) since
+    valgrind runs programs about 50 times slower. "ours first" is the first scan of the subset
+    (every line checked); "ours" a later one, trusting the backups the first found whole. Each figure is the count
     of a run minus that of a run which does everything but the question (start, imports, warm-up)."""
     if shutil.which("valgrind") is None:
         sys.exit("--instructions needs valgrind (apt-get install valgrind)")
     subset = folder.parent / f"{folder.name}-subset"
     subset.mkdir(exist_ok=True)
-    for name in [*glob.glob(str(folder / "*_metrics.log")), str(folder / "llm_metrics.log.1")]:
+    for name in [*glob.glob(str(folder / "*_metrics.log")), *glob.glob(str(folder / "*_metrics.log.1"))]:
         target = subset / os.path.basename(name)
         if not target.exists():
             os.link(name, target)
     size = sum(f.stat().st_size for f in subset.iterdir()) / 2**20
-    print(f"instructions executed (callgrind) on {size:,.0f} MiB: each family's live file and one llm backup")
-    print(f"{'query':<6}{'ours t=1':>14}{'duckdb t=1':>14}{'ours / duckdb':>15}")
+    print(f"instructions executed (callgrind) on {size:,.0f} MiB: each family's live file and newest backup")
+    print(f"{'query':<6}{'ours first':>14}{'ours':>14}{'duckdb':>14}{'first / duckdb':>16}{'ours / duckdb':>15}")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     for query in ("Q1", "Q3"):
         counts = {}
-        for contender in ("none", "ours t=1", "duckdb t=1"):
+        for contender in ("none", "ours first", "ours t=1", "duckdb t=1"):
             done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                                    __file__, "--child", str(subset), query, contender, repr(since)],
                                   capture_output=True, text=True, check=True, env=env)
             counts[contender] = int(re.search(r"Collected : (\d+)", done.stderr).group(1))
-        ours, duck = (counts[c] - counts["none"] for c in ("ours t=1", "duckdb t=1"))
-        print(f"{query:<6}{ours / 1e6:>12,.0f} M{duck / 1e6:>12,.0f} M{ours / duck:>14.3f}x")
+        first, ours, duck = (counts[c] - counts["none"] for c in ("ours first", "ours t=1", "duckdb t=1"))
+        print(f"{query:<6}{first / 1e6:>12,.0f} M{ours / 1e6:>12,.0f} M{duck / 1e6:>12,.0f} M"
+              f"{first / duck:>15.3f}x{ours / duck:>14.3f}x")
 
 
 def main() -> None:
@@ -262,7 +271,8 @@ def main() -> None:
             spread = f"{min(r['seconds'] for r in runs):.2f}-{max(r['seconds'] for r in runs):.2f}"
             rss = max(r["rss_mb"] for r in runs)
             verdict = check(query, runs[0]["answer"], truth, duck if query != "Q3" else None)
-            peer = f"duckdb t={contender[-1]}" if contender.startswith("ours") else None
+            threads = 1 if contender == "ours first" else contender[-1]
+            peer = f"duckdb t={threads}" if contender.startswith("ours") else None
             versus = f"{seconds / statistics.median(r['seconds'] for r in results[peer]):>10.2f}x" if peer else " " * 11
             print(f"{query:<6}{contender:<12}{seconds:>9.3f}{spread:>14}{seconds / base:>12.2f}x{versus}"
                   f"{rss:>8.0f} MB  {verdict}")

@@ -422,3 +422,65 @@ def test_count_if_counts_records_matching_a_filter_per_group(family: Path, engin
         assert row["count_success_false"] == sum(1 for r in mine if not r["success"])
         assert row["count_prompt_tokens_gt_1500"] == sum(1 for r in mine if r["prompt_tokens"] > 1500)
         assert row["count_user_in_user0_user1"] == sum(1 for r in mine if r["user"] in ("user0", "user1"))
+
+
+def test_backups_found_whole_are_trusted_by_later_scans_until_they_change(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A full scan remembers the settled backups it found whole (by device, inode, size and
+    mtime), never a damaged one nor the live file; later scans give the same answer; a backup
+    that changes is checked again, and one changed behind the scan's back (same size and
+    mtime) is still read right, by the line reader."""
+    from infrastructure.monitoring.query.verified import VerifiedFiles, identity
+
+    from .conftest import append_records
+
+    logs = tmp_path / "logs"
+    names = ["llm_metrics.log.3", "llm_metrics.log.2", "llm_metrics.log.1", "llm_metrics.log"]
+    start = time.time() - 4 * 3600
+    for i, name in enumerate(names):
+        append_records(logs / name, [{"timestamp": start + i * 3600 + k, "metric_type": "timer",
+                                      "operation": "llm_call", "model": MODELS[k % 3], "success": k % 10 != 0}
+                                     for k in range(300)])
+    for name in names[:3]:
+        age(logs / name, 0.01)
+    two = logs / "llm_metrics.log.2"
+    two.write_bytes(two.read_bytes().replace(b"\n", b'\n{"timestamp": 1700000000.0, "mod\n', 1))
+    age(two, 0.01)
+
+    def ask() -> Any:
+        return LogParser(logs).query("llm", group_by="model", aggs=["count", "errors"], engine="duckdb")
+
+    want = [{"model": m, "count": 400, "errors": 40} for m in sorted(MODELS)]
+    first = ask()
+    assert first.rows == want
+    assert first.skipped.count == 1
+    trusted = {identity((logs / n).stat()) for n in ("llm_metrics.log.3", "llm_metrics.log.1")}
+    assert set(VerifiedFiles(logs)._known) == trusted  # not .2 (damaged), not the live file
+    assert oct((logs / ".query_verified.json").stat().st_mode & 0o777) == "0o600"
+
+    second = ask()
+    assert second.rows == want
+    assert second.skipped.count == 1
+    assert second.skipped.samples[0].line == 2
+    assert Path(second.skipped.samples[0].file).name == "llm_metrics.log.2"
+
+    one = logs / "llm_metrics.log.1"  # a straggler's line, torn by a crash: the file is no longer the one trusted
+    with open(one, "ab") as handle:
+        handle.write(b'{"timestamp": 1700000002.0, "operation": "llm_call"\n')
+    age(one, 0.01)
+    third = ask()
+    assert third.rows == want
+    assert third.skipped.count == 2
+
+    three = logs / "llm_metrics.log.3"  # damaged in place, same size, same mtime: DuckDB refuses, lines are read
+    st = three.stat()
+    data = three.read_bytes()
+    cut = data.index(b"\n") + 1
+    three.write_bytes(data[:cut] + b"#" + data[cut + 1:])  # line 2 no longer JSON
+    os.utime(three, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert identity(three.stat()) in VerifiedFiles(logs)
+    with caplog.at_level("WARNING"):
+        fourth = ask()
+    assert fourth.skipped.count == 3
+    assert sum(r["count"] for r in fourth.rows) == 1199
+    assert "reading them line by line instead" in caplog.text

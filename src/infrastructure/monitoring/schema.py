@@ -25,6 +25,7 @@ __all__ = [
     "MAX_NESTING",
     "METRIC_TYPES",
     "MODULE_NAME_RE",
+    "QUERY_VERIFIED_FILE",
     "WRITER_FIELDS",
     "default_file_name",
     "lock_path_for",
@@ -65,6 +66,8 @@ ALERTS_MODULE: Final = "alerts"
 """Alert transitions and notifications go to ``alerts.log``."""
 ALERTS_STATE_FILE: Final = ".alerts_state.json"
 """Which alert is pending or firing, beside the logs (hidden: neither a family nor cleaned)."""
+QUERY_VERIFIED_FILE: Final = ".query_verified.json"
+"""Backups a full scan read and found whole, so later scans skip the per-line checks on them."""
 
 
 def default_file_name(module: str) -> str:

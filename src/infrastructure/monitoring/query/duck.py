@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .files import Segment
+from .verified import VerifiedFiles, identity
 
 __all__ = ["DuckScan", "available"]
 
@@ -39,6 +40,9 @@ _MAX_LINE: Final = 2 << 20
 _READ_OPTIONS: Final = f"maximum_object_size={_MAX_LINE}, auto_detect=false, records=true"
 """The columns are given, so nothing is sampled: sampling opens many files at once, each with
 a 32 MiB buffer, and a family of many small backups would run out of memory."""
+_CHECKED: Final = "ignore_errors=true, "
+"""Files not known to be whole: a line DuckDB cannot read becomes a row of NULLs, counted."""
+_OK: Final = "(timestamp IS NOT NULL AND isfinite(timestamp))"
 _OTHER: Final = "__other__"
 
 
@@ -69,6 +73,18 @@ class _Stats:
         return self.quant[name]
 
 
+@dataclass(frozen=True)
+class _Input:
+    path: str
+    """What DuckDB reads: ``/proc/self/fd/N`` or a private copy."""
+    gz: bool
+    segment: Segment
+    key: str | None
+    """The identity of a settled backup read whole (``verified.identity``), else ``None``."""
+    trusted: bool
+    """Known from an earlier scan to hold only whole records: read without the per-line checks."""
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -81,9 +97,10 @@ class DuckScan:
     """Run one query plan over snapshot segments; ``groups`` then maps keys to ``_Stats``."""
 
     def __init__(self, plan: Any, segments: list[Segment], *, threads: int, max_groups: int,
-                 memory_limit: str = "512MB") -> None:
+                 memory_limit: str = "512MB", verified: VerifiedFiles | None = None) -> None:
         self.plan = plan
         self.segments = segments
+        self.verified = verified
         self.threads = threads
         self.max_groups = max_groups
         self.memory_limit = memory_limit
@@ -190,11 +207,14 @@ class DuckScan:
             layout += [("first", None), ("last", None)]
         if any(a.kind in ("errors", "error_rate") for a in plan.aggregates):
             sb = self._bool("success")
-            sql += [f"count(*) FILTER (WHERE {sb} = false)", f"count({sb})"]
+            judged = f"count({sb})" if any(a.kind == "error_rate" for a in plan.aggregates) else "0"
+            sql += [f"count(*) FILTER (WHERE {sb} = false)", judged]
             layout += [("errors", None), ("judged", None)]
         for f in plan.num_fields:
             n = self._num(f)
-            sql += [f"count({n})", f"sum({n})", f"min({n})", f"max({n})"]
+            kinds = {a.kind for a in plan.aggregates if a.field == f}
+            sql += [f"count({n})", f"sum({n})" if kinds & {"sum", "avg"} else "NULL",  # only what is asked
+                    f"min({n})" if "min" in kinds else "NULL", f"max({n})" if "max" in kinds else "NULL"]
             layout.append(("num", f))
         for f in plan.quant_fields:
             qs = [a.q for a in plan.aggregates if a.kind == "percentile" and a.field == f]
@@ -231,21 +251,27 @@ class DuckScan:
                     con.execute("SET allocator_flush_threshold = '1MB'")
                     con.execute("SET allocator_bulk_deallocation_flush_threshold = '1MB'")
                 self._view(con, inputs)
-                self._aggregate(con, progress)
+                self._aggregate(con, progress, checked=any(not i.trusted for i in inputs))
                 if self.bad:
                     self._locate(con, inputs)
             finally:
                 con.close()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        if self.verified is not None:  # every checked backup not found holding a skipped line is whole
+            damaged = {id(s) for s in self.bad_inputs}
+            self.verified.add(i.key for i in inputs if i.key and not i.trusted and id(i.segment) not in damaged)
 
-    def _inputs(self, folder: str) -> list[tuple[str, bool, Segment]]:
-        """(path DuckDB reads, gzip?, segment) for each segment; partial or live ones copied."""
+    def _inputs(self, folder: str) -> list[_Input]:
+        """What DuckDB reads for each segment: whole backups through their descriptors, partial
+        or live ones copied."""
         out = []
         for i, seg in enumerate(self.segments):
             fd = seg.handle.fileno()
             if seg.whole:
-                out.append((f"/proc/self/fd/{fd}", seg.file.gz, seg))
+                key = identity(os.fstat(fd))
+                trusted = self.verified is not None and key in self.verified
+                out.append(_Input(f"/proc/self/fd/{fd}", seg.file.gz, seg, key, trusted))
                 continue
             path = os.path.join(folder, f"part{i}.jsonl")
             dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -253,36 +279,46 @@ class DuckScan:
                 _copy_range(fd, dst, seg.start, seg.end)
             finally:
                 os.close(dst)
-            out.append((path, False, seg))
+            out.append(_Input(path, False, seg, None, False))
         return out
 
-    def _view(self, con: Any, inputs: list[tuple[str, bool, Segment]]) -> None:
+    def _view(self, con: Any, inputs: list[_Input]) -> None:
+        """``__src``: every input's rows plus ``__ok``, whether the line was a whole record. Trusted
+        files are read without ``ignore_errors`` and with ``__ok`` a constant, so DuckDB neither
+        extracts ``timestamp`` for them (unless the query needs it) nor tests it."""
         columns = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in self._types.items()) + "}"
         selects: list[str] = []
-        for gz in (False, True):
-            paths = [p for p, z, _ in inputs if z is gz]
-            if paths:
-                listed = "[" + ", ".join(_literal(p) for p in paths) + "]"
-                extra = ", compression='gzip'" if gz else ""
-                selects.append(
-                    f"SELECT * FROM read_json({listed}, columns={columns}, format='newline_delimited', "
-                    f"ignore_errors=true, {_READ_OPTIONS}{extra})"
-                )
-        body = " UNION ALL ".join(selects) if selects else "SELECT NULL::DOUBLE AS timestamp LIMIT 0"
-        con.execute(f"CREATE TEMP VIEW __src AS SELECT *, (timestamp IS NOT NULL AND isfinite(timestamp)) AS __ok "
-                    f"FROM ({body})")
+        for trusted in (True, False):
+            for gz in (False, True):
+                paths = [i.path for i in inputs if i.gz is gz and i.trusted is trusted]
+                if paths:
+                    listed = "[" + ", ".join(_literal(p) for p in paths) + "]"
+                    extra = ", compression='gzip'" if gz else ""
+                    checks = "" if trusted else _CHECKED
+                    selects.append(
+                        f"SELECT *, {'true' if trusted else _OK} AS __ok FROM read_json({listed}, columns={columns}, "
+                        f"format='newline_delimited', {checks}{_READ_OPTIONS}{extra})"
+                    )
+        body = " UNION ALL ".join(selects) if selects else "SELECT NULL::DOUBLE AS timestamp, false AS __ok LIMIT 0"
+        con.execute(f"CREATE TEMP VIEW __src AS {body}")
 
 
-    def _aggregate(self, con: Any, progress: Callable[[float], None] | None) -> None:
+    def _aggregate(self, con: Any, progress: Callable[[float], None] | None, *, checked: bool = True) -> None:
         params: list[Any] = []
         where = self._where(params)
         keys = self._key_exprs()
         sql_aggs, layout = self._aggregates()
-        # damaged lines all fall in one group of their own, keys NULL
-        key_sql = [f"CASE WHEN __ok THEN {k} END AS __k{i}" for i, k in enumerate(keys)]
-        group = ", ".join([*(f"__k{i}" for i in range(len(keys))), "__ok"])
-        select = ", ".join([*key_sql, "__ok", *sql_aggs])
-        query = f"SELECT {select} FROM __src WHERE NOT __ok OR ({where}) GROUP BY {group} LIMIT {self.max_groups + 2}"
+        if checked:  # damaged lines all fall in one group of their own, keys NULL
+            key_sql = [f"CASE WHEN __ok THEN {k} END AS __k{i}" for i, k in enumerate(keys)]
+            group = "GROUP BY " + ", ".join([*(f"__k{i}" for i in range(len(keys))), "__ok"])
+            select = ", ".join([*key_sql, "__ok", *sql_aggs])
+            query = f"SELECT {select} FROM __src WHERE NOT __ok OR ({where}) {group} LIMIT {self.max_groups + 2}"
+        else:  # only trusted files: the plain query
+            key_sql = [f"{k} AS __k{i}" for i, k in enumerate(keys)]
+            group = ("GROUP BY " + ", ".join(f"__k{i}" for i in range(len(keys)))) if keys else ""
+            select = ", ".join([*key_sql, "true", *sql_aggs])
+            query = (f"SELECT {select} FROM __src WHERE {where} {group} HAVING count(*) > 0 "
+                     f"LIMIT {self.max_groups + 2}")
         rows = _execute(con, query, params, progress)
         if sum(1 for r in rows if r[len(keys)]) > self.max_groups:
             rows = self._folded(con, keys, where, params, key_sql, sql_aggs, progress)
@@ -318,20 +354,21 @@ class DuckScan:
                  f"LEFT JOIN (SELECT *, true AS __hit FROM __top) t ON {join} GROUP BY ALL")
         return _execute(con, query, params, progress)
 
-    def _locate(self, con: Any, inputs: list[tuple[str, bool, Segment]]) -> None:
+    def _locate(self, con: Any, inputs: list[_Input]) -> None:
         """Which inputs hold the skipped lines (the Python reader then says where and why).
         One small query per file, newest first, until all are found: the damage is rare and
         a single query over many files would need a read buffer per file at once."""
         remaining = self.bad
-        for path, gz, segment in reversed(inputs):
-            extra = ", compression='gzip'" if gz else ""
+        for item in reversed(inputs):
+            if item.trusted:
+                continue
+            extra = ", compression='gzip'" if item.gz else ""
             found = con.execute(
-                f"SELECT count(*) FROM read_json({_literal(path)}, columns={{'timestamp': 'DOUBLE'}}, "
-                f"format='newline_delimited', ignore_errors=true, {_READ_OPTIONS}{extra}) "
-                "WHERE timestamp IS NULL OR NOT isfinite(timestamp)"
+                f"SELECT count(*) FROM read_json({_literal(item.path)}, columns={{'timestamp': 'DOUBLE'}}, "
+                f"format='newline_delimited', {_CHECKED}{_READ_OPTIONS}{extra}) WHERE NOT {_OK}"
             ).fetchone()
             if found and found[0]:
-                self.bad_inputs.append(segment)
+                self.bad_inputs.append(item.segment)
                 remaining -= int(found[0])
                 if remaining <= 0:
                     return

@@ -310,9 +310,11 @@ class LogParser:
               progress: Callable[[int, int], None] | None, lo: float | None,
               hi: float | None) -> tuple[list[dict[str, Any]], int, int, int]:
         from .duck import DuckScan
+        from .verified import VerifiedFiles
 
         total = snap.bytes
-        scan = DuckScan(plan, snap.segments, threads=self.threads, max_groups=max_groups)
+        scan = DuckScan(plan, snap.segments, threads=self.threads, max_groups=max_groups,
+                        verified=VerifiedFiles(self.log_dir))
         scan.run(None if progress is None else lambda share: progress(int(share * total), total))
         # where and why: the Python reader goes through the few inputs that held skipped lines
         checker = _Scan(_Plan([], [Aggregate("count")], [], None, math.inf, None), SkipReport(), 1, None, 0)
