@@ -5,8 +5,8 @@ that damaged lines are counted and reported instead of being miscounted. A rotat
 backup never changes once it has settled, so once a full scan found all of its lines
 whole, that answer holds for as long as the file is the same file: identified by
 device, inode, size and modification time (nanoseconds). A later scan then reads it
-like a plain table, without the checks — about 5 % fewer instructions for the whole
-scan (``bench/query_bench.py --instructions``) — and a file that changed in any way
+like a plain table, without the checks — about 5 % fewer instructions for the part
+of a scan it makes up (``bench/query_bench.py --instructions``) — and a file that changed in any way
 no longer matches and is checked again.
 
 The identities live in ``.query_verified.json`` beside the logs (hidden, so neither a
