@@ -54,6 +54,7 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any], *, mode: int
     """Replace the file with ``state`` atomically (write, fsync, rename, fsync the folder)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)  # before making ours: a save killed at any point leaves at most its own
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
@@ -73,7 +74,6 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any], *, mode: int
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    _remove_orphans(target)
 
 
 def _remove_orphans(target: Path) -> None:
