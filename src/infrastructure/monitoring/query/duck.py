@@ -5,6 +5,7 @@ row and a line it cannot read into a row of NULLs, so a damaged line is a row wh
 ``timestamp`` is NULL (or not finite): one scan gives the answer *and* the number of
 skipped lines. Only when that number is not zero does a second, cheap query tell which
 files hold them, and the Python reader then finds their line numbers and reasons.
+Backups an earlier scan found whole (``verified.py``) are read without those checks.
 
 Columns are read with the types the query needs (``DOUBLE`` for a field that is only
 aggregated or compared as a number, ``BOOLEAN`` for ``success``, ``VARCHAR`` otherwise),
