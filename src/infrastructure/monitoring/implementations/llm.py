@@ -72,7 +72,7 @@ class LLMPerformanceMonitor(BaseMonitor):
         if self._version is not None:
             record["price_version"] = self._version
 
-    def record_llm_call(  # noqa: PLR0912 - optional fields spelled out, not looped: it runs per call
+    def record_llm_call(
         self,
         model: str,
         provider: str,
@@ -108,21 +108,16 @@ class LLMPerformanceMonitor(BaseMonitor):
                       "model": scrub(model), "provider": scrub(provider), "response_time": response_time,
                       "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": total_tokens, "success": success}
-            optional = False  # spelled out, not looped: this runs for every call
             if error_type is not None:
                 record["error_type"] = scrub(error_type)
-            if time_to_first_token is not None:
-                record["time_to_first_token"] = time_to_first_token
-                optional = True
-            if cached_tokens is not None:
-                record["cached_tokens"] = cached_tokens
-                optional = True
-            if streaming is not None:
-                record["streaming"] = streaming
-                optional = True
-            if retries is not None:
-                record["retries"] = retries
-                optional = True
+            # one test in the common case (none given), the loop only when some are
+            optional = not (time_to_first_token is None and cached_tokens is None and streaming is None
+                            and retries is None)
+            if optional:
+                for name, value in (("time_to_first_token", time_to_first_token), ("cached_tokens", cached_tokens),
+                                    ("streaming", streaming), ("retries", retries)):
+                    if value is not None:
+                        record[name] = value
             if cost is not None:
                 record["cost"] = cost
                 record["cost_status"] = "provided"
