@@ -14,6 +14,20 @@ one ``os.write`` costs in the same process — the least any logger that writes 
 record can pay — and "x floor" the overhead in those units, which is what stays comparable
 from one machine to another.
 
+``tool call in a trace`` is ``@observe_tool_call`` called while a span is current: each call is
+also a child span (a second line, in ``trace_metrics.log``); the other cases run outside any
+trace, where the decorators' only extra work is one context-variable read.
+``observe + response`` is ``@observe_llm_call`` on a function returning a real ``openai``
+``ChatCompletion`` (model, usage and cached tokens to read, a longer line) instead of 1.
+``instrument()`` is what the patched SDK method adds per call, the recording part alone:
+a local class's ``create`` returning a real ``openai`` ``ChatCompletion`` (with usage),
+patched by the very wrapper ``instrument("openai")`` installs (client provider, request
+model, response model and tokens read, one line written), against the same method unpatched.
+The SDK call itself is left out on purpose: answered in-process (an ``httpx2.MockTransport``,
+no socket) it still costs 0.9-1.8 ms here and varies by more than the whole overhead from one
+process to the next, so a difference of two such figures measures the machine. These two
+cases need ``openai`` (``pip install -e '.[bench]'``); without it they are left out.
+
 Spans: ``ours`` is ``Tracer.start_as_current_span`` (start, end, one JSON line written);
 ``otel simple`` is the OpenTelemetry SDK with a ``SimpleSpanProcessor`` and the
 ``ConsoleSpanExporter`` writing to a file (synchronous, like ours); ``otel batch`` uses
@@ -36,8 +50,45 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-CASES = ("observe_tool_call", "observe_llm_call", "monitor.timer", "bind + record")
-MODULES = {"observe_tool_call": "tool", "observe_llm_call": "llm", "monitor.timer": "task", "bind + record": "tool"}
+CASES = ("observe_tool_call", "observe_llm_call", "monitor.timer", "bind + record", "observe + response",
+         "instrument()", "tool call in a trace")
+MODULES = {"observe_tool_call": "tool", "observe_llm_call": "llm", "monitor.timer": "task", "bind + record": "tool",
+           "observe + response": "llm", "instrument()": "llm", "tool call in a trace": "tool"}
+SDK_CASES = ("observe + response", "instrument()")
+CHAT = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello"}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+                  "prompt_tokens_details": {"cached_tokens": 4}}}
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def patched_local() -> tuple:
+    """(bare, patched): a local ``create`` returning a real ChatCompletion, as is and behind the very
+    wrapper ``instrument("openai")`` puts on ``Completions.create``."""
+    import openai
+    import wrapt
+    from openai.types.chat import ChatCompletion
+
+    from infrastructure.monitoring.instrumentation.decorators import _monitor_lookup
+    from infrastructure.monitoring.instrumentation.sdk import _Patched, _sync_wrapper
+
+    response = ChatCompletion.model_validate(CHAT)
+    client = openai.OpenAI(api_key="bench", base_url="https://api.openai.com/v1")
+
+    def resource() -> type:
+        class Completions:
+            _client = client
+
+            def create(self, **kwargs: object) -> ChatCompletion:  # noqa: ARG002 - the SDK's signature
+                return response
+
+        return Completions
+
+    plain, patched = resource(), resource()
+    wrapt.wrap_function_wrapper(patched, "create", _sync_wrapper(_Patched(_monitor_lookup("llm"))))
+    bare_obj, patched_obj = plain(), patched()
+    return (lambda: bare_obj.create(model="gpt-4o", messages=MESSAGES),
+            lambda: patched_obj.create(model="gpt-4o", messages=MESSAGES))
 
 
 def child(case: str, n: int) -> None:
@@ -47,8 +98,24 @@ def child(case: str, n: int) -> None:
     def bare() -> int:
         return 1
 
-    if case == "observe_tool_call":
+    if case == "observe + response":
+        from openai.types.chat import ChatCompletion
+
+        response = ChatCompletion.model_validate(CHAT)
+
+        def bare() -> ChatCompletion:
+            return response
+
+        fn = observe_llm_call(bare)
+    elif case == "instrument()":
+        bare, fn = patched_local()
+    elif case == "observe_tool_call":
         fn = observe_tool_call("noop")(bare)
+    elif case == "tool call in a trace":  # every call below is a child span of a request that stays open
+        from infrastructure.monitoring.instrumentation import get_tracer
+
+        fn = observe_tool_call("noop")(bare)
+        get_tracer("bench").start_as_current_span("request").__enter__()
     elif case == "observe_llm_call":
         fn = observe_llm_call(model="gpt-4o")(bare)
     elif case == "monitor.timer":
@@ -151,8 +218,13 @@ def main() -> None:
         return
     print(f"{args.n:,} calls per run, medians of {args.rounds} rounds, fresh process each (µs per call)")
     print(f"{'case':<20}{'telemetry':>10}{'per call':>10}{'overhead':>10}{'floor':>8}{'× floor':>9}")
+    try:
+        import openai  # noqa: F401
+        cases = CASES
+    except ImportError:
+        cases = tuple(c for c in CASES if c not in SDK_CASES)
     with tempfile.TemporaryDirectory() as folder:
-        for case in CASES:
+        for case in cases:
             for mode, enabled in (("on", "1"), ("off", "0")):
                 runs = []
                 for _ in range(args.rounds):

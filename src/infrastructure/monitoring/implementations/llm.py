@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .._timing import fixed, observe_llm
 from ..base_monitor import INF, BaseMonitor
 from ..config import PricingSettings
 from ..interfaces import MetricsWriter
+from ..logger_writer import default_pool
 
 __all__ = ["LLMPerformanceMonitor"]
 
@@ -14,6 +16,15 @@ _NUMBERS = ("response_time", "prompt_tokens", "completion_tokens", "total_tokens
             "time_to_first_token", "cached_tokens", "retries", "cost")
 _PRICE_CACHE = 1024
 _INTEGERS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "retries")
+
+
+def _optional_ok(ttft: Any, cached: Any, retries: Any, cost: Any) -> bool:
+    """The optional numbers, when given as the usual float or int, need none of the slow checks
+    (a line from an SDK response always carries ``cached_tokens``)."""
+    return ((ttft is None or (ttft.__class__ is float and 0 <= ttft < INF))
+            and (cached is None or (cached.__class__ is int and cached >= 0))
+            and (retries is None or (retries.__class__ is int and retries >= 0))
+            and (cost is None or (cost.__class__ is float and 0 <= cost < INF)))
 
 
 class LLMPerformanceMonitor(BaseMonitor):
@@ -31,9 +42,7 @@ class LLMPerformanceMonitor(BaseMonitor):
 
     def __init__(self, logger: MetricsWriter | None = None, pricing: PricingSettings | None = None) -> None:
         if pricing is None and logger is None:  # built by hand: the process-wide configuration's prices
-            from ..factory import PerformanceMonitorFactory
-
-            pricing = PerformanceMonitorFactory.get_instance().settings.pricing
+            pricing = default_pool().settings.pricing
         super().__init__(logger)
         self.pricing = pricing or PricingSettings()
         self._prices: dict[Any, tuple[float, float, float] | None] = {}
@@ -64,8 +73,8 @@ class LLMPerformanceMonitor(BaseMonitor):
             try:
                 cached_n = cached or 0
                 cost = ((prompt - cached_n) * rates[0] + cached_n * rates[1] + completion * rates[2]) / 1e6
-            except TypeError:  # bad token counts are flagged by the checks; no cost from them
-                record["cost_status"] = "invalid_tokens"
+            except TypeError:  # no cost from bad counts (flagged by the checks) or unknown ones (null)
+                record["cost_status"] = "unknown_tokens" if prompt is None or completion is None else "invalid_tokens"
                 return
             record["cost"] = round(cost, 9)
             record["cost_status"] = "computed"
@@ -128,7 +137,8 @@ class LLMPerformanceMonitor(BaseMonitor):
                 valid = (
                     0 <= response_time < INF and 0 <= prompt_tokens < INF
                     and 0 <= completion_tokens < INF and 0 <= total_tokens < INF  # type: ignore[operator]
-                    and success.__class__ is bool and not optional
+                    and success.__class__ is bool
+                    and (not optional or _optional_ok(time_to_first_token, cached_tokens, retries, cost))
                 )
             except TypeError:
                 valid = False
@@ -181,9 +191,7 @@ class LLMPerformanceMonitor(BaseMonitor):
                 **fields: Any) -> Any:
         """``@llm.observe`` / ``@llm.observe(model="gpt-4o")``: record each call of the decorated client
         function, reading model and token usage from what it returns (streams included)."""
-        from ..instrumentation.decorators import observe_llm_call
-
-        return observe_llm_call(fn, model=model, provider=provider, monitor=self, **fields)
+        return observe_llm(fn, fixed(self), model=model, provider=provider, fields=fields)
 
     def record_embedding_call(
         self,
