@@ -39,25 +39,31 @@ sys.path.insert(0, str(ROOT / "src"))
 
 EVENT = {"model": "gpt-4", "provider": "openai", "response_time": 2.1, "prompt_tokens": 100,
          "completion_tokens": 200, "total_tokens": 300, "success": True}
-CONTENDERS = ["ours", "floor", "structlog", "stdlib", "loguru", "clh"]
+CONTENDERS = ["ours", "ours_labels", "floor", "structlog", "stdlib", "loguru", "clh"]
 MAX_BYTES = 50 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- contenders (run in a child)
 
-def make_ours(folder: str):
+def make_ours(folder: str, **extra):
     from dependency_injector import providers
 
     from infrastructure.monitoring import MonitoringContainer, PerformanceMonitorFactory, load_settings
 
     container = MonitoringContainer()
-    container.settings.override(providers.Object(load_settings(overrides={"logging": {"log_dir": folder}}, environ={})))
+    container.settings.override(providers.Object(load_settings(overrides={"logging": {"log_dir": folder}, **extra},
+                                                               environ={})))
     llm = PerformanceMonitorFactory(container).create_monitor("llm")
 
     def call() -> None:
         llm.record_llm_call(model="gpt-4", provider="openai", response_time=2.1, prompt_tokens=100,
                             completion_tokens=200, total_tokens=300, success=True)
     return call
+
+
+def make_ours_labels(folder: str):
+    """The same, with the global labels service_name and environment on every record."""
+    return make_ours(folder, service_name="checkout-api", environment="production")
 
 
 def make_floor(folder: str):
@@ -339,6 +345,7 @@ def single_process(args: argparse.Namespace) -> None:
     print(f"{'contender':<12} {'µs/call':>9} {'× floor':>9} {'× range':>15}  notes")
     notes = {
         "ours": "record_llm_call: rotation, redaction, multi-process safe",
+        "ours_labels": "the same + service_name and environment on every record",
         "floor": "orjson.dumps + os.write(O_APPEND)",
         "structlog": "fastest documented config, no rotation, no redaction",
         "stdlib": "logging + python-json-logger + RotatingFileHandler",

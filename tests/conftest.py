@@ -21,11 +21,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the developer's environment or another test's singleton."""
-    for name in ("MONITORING_CONFIG", "MONITORING_LOG_DIR", "MONITORING_ENABLED"):
+    for name in ("MONITORING_CONFIG", "MONITORING_LOG_DIR", "MONITORING_ENABLED", "MONITORING_SERVICE",
+                 "MONITORING_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
     PerformanceMonitorFactory.reset_instance()
     yield
     PerformanceMonitorFactory.reset_instance()
+    PerformanceMonitorFactory.enable()  # a test that switched recording off must not leave it off
 
 
 @pytest.fixture

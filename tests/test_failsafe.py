@@ -141,14 +141,31 @@ def test_calls_after_shutdown_do_not_raise(factory: PerformanceMonitorFactory) -
     assert writer.faults.write_failures == 1
 
 
-def test_disabled_monitoring_writes_nothing(monkeypatch: pytest.MonkeyPatch, log_dir: Path) -> None:
-    """MONITORING_ENABLED=0 makes every recording call a no-op."""
+def test_disabled_monitoring_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, log_dir: Path) -> None:
+    """MONITORING_ENABLED=0 makes every recording call a no-op: the writers are the no-op kind and no
+    file appears anywhere, neither in the configured folder nor in ./logs; the same calls with
+    monitoring on do write there."""
+    from infrastructure.monitoring import NoOpMetricsLogger
+
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MONITORING_LOG_DIR", str(log_dir))
+
+    def record() -> PerformanceMonitorFactory:
+        factory = PerformanceMonitorFactory.get_instance()
+        factory.create_monitor("llm").record_llm_call("gpt-4", "openai", 1.0, 1, 1)
+        factory.create_monitor("checkpoint").record_checkpoint_save(0.1, 10)
+        return factory
+
     monkeypatch.setenv("MONITORING_ENABLED", "0")
-    factory = PerformanceMonitorFactory.get_instance()
-    factory.create_monitor("llm").record_llm_call("gpt-4", "openai", 1.0, 1, 1)
-    factory.create_monitor("checkpoint").record_checkpoint_save(0.1, 10)
-    assert not log_dir.exists()
+    off = record()
+    assert isinstance(off.get_writer("llm"), NoOpMetricsLogger)
+    assert isinstance(off.get_writer("checkpoint"), NoOpMetricsLogger)
+    assert list(tmp_path.rglob("*")) == []
+    PerformanceMonitorFactory.reset_instance()
+    monkeypatch.setenv("MONITORING_ENABLED", "1")
+    record()
+    assert {p.name for p in log_dir.iterdir() if not p.name.startswith(".")} == {"llm_metrics.log",
+                                                                                "checkpoint_metrics.log"}
 
 
 def test_each_bad_field_is_counted_once(factory: PerformanceMonitorFactory, log_dir: Path) -> None:

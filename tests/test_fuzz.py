@@ -3,8 +3,10 @@ recording calls never crash or hang — a clear error or a counted skip, every t
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ from infrastructure.monitoring._sink import FileSink
 from infrastructure.monitoring.logger_writer import MetricsLogger
 from infrastructure.monitoring.ops_config import parse_expr
 from infrastructure.monitoring.processors import Redactor
-from infrastructure.monitoring.query import LogParser
+from infrastructure.monitoring.query import LogParser, SkipReport
+
+from .test_query import assert_same_answer
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
@@ -40,9 +44,15 @@ line_strategy = st.one_of(
 )
 
 
-def _query(folder: Path, engine: str) -> tuple[int, int]:
+def _query(folder: Path, engine: str = "auto") -> tuple[int, int]:
     result = LogParser(folder).query("llm", where=["marker=1"], aggs=["count"], engine=engine)
     return (result.rows[0]["count"] if result.rows else 0), result.skipped.count
+
+
+def _streamed(folder: Path) -> tuple[int, int]:
+    skipped = SkipReport()
+    found = sum(1 for _ in LogParser(folder).records("llm", where=["marker=1"], skipped=skipped))
+    return found, skipped.count
 
 
 @FUZZ
@@ -53,25 +63,68 @@ def test_parser_counts_good_records_and_skips_the_rest(tmp_path_factory: pytest.
     folder = tmp_path_factory.mktemp("fuzz")
     (folder / "llm_metrics.log").write_bytes(b"".join(line + b"\n" for line in lines))
     good = sum(1 for line in lines if line == GOOD)
-    python = _query(folder, "python")
-    duck = _query(folder, "duckdb")
-    assert python[0] == good  # every good record found, never one made of garbage
-    assert duck == python  # both engines give the same answer and the same number of skipped lines
+    counted = _query(folder, "python")
+    assert counted[0] == good  # every good record found, never one made of garbage
+    assert _query(folder, "duckdb") == counted  # both engines give the same answer and the same skipped lines
+    assert _streamed(folder) == counted  # and so does the record stream
     nonblank = sum(1 for line in lines if line.strip() and line != GOOD)
-    assert python[1] <= nonblank  # skips are counted, and only lines that were there
+    assert counted[1] <= nonblank  # skips are counted, and only lines that were there
+
+
+def _record(n: int) -> bytes:
+    return orjson.dumps({"timestamp": 1_700_000_000 + n / 7, "metric_type": "timer", "operation": "llm_call",
+                         "model": f"m{n % 3}", "response_time": (n % 1000) / 100, "marker": 1, "module": "llm"})
+
+
+damaged_logs = st.tuples(
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=40),
+    st.lists(st.tuples(st.sampled_from(["flip", "insert", "cut", "newline"]), st.floats(0, 1), st.binary(max_size=8)),
+             max_size=4),
+)
+
+
+def _damage(data: bytes, damage: list[tuple[str, float, bytes]]) -> bytes:
+    for kind, where, junk in damage:
+        at = int(where * len(data))
+        if kind == "flip" and data:
+            at = min(at, len(data) - 1)
+            data = data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+        elif kind == "insert":
+            data = data[:at] + junk + data[at:]
+        elif kind == "cut":
+            data = data[: at]
+        else:
+            data = data[:at] + b"\n" + data[at:]
+    return data
 
 
 @FUZZ
-@given(data=st.binary(max_size=4000))
-def test_parser_survives_raw_bytes(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+@given(log=damaged_logs, archive=damaged_logs)
+def test_parser_survives_damaged_logs(tmp_path_factory: pytest.TempPathFactory,
+                                      log: tuple[list[int], list[tuple[str, float, bytes]]],
+                                      archive: tuple[list[int], list[tuple[str, float, bytes]]]) -> None:
+    """Mostly valid records with damage injected (flipped bytes, junk, cuts, split lines), in the live
+    file and inside a compressed backup: the aggregate counts exactly the records the record stream
+    yields, and both count the same skipped lines."""
     folder = tmp_path_factory.mktemp("raw")
-    (folder / "llm_metrics.log").write_bytes(data)
-    (folder / "llm_metrics.log.1.gz").write_bytes(data)  # not even gzip
-    records = list(LogParser(folder).records("llm"))
+    numbers, damage = log
+    (folder / "llm_metrics.log").write_bytes(_damage(b"".join(_record(n) + b"\n" for n in numbers), damage))
+    undamaged = 0 if damage else len(numbers)
+    numbers, damage = archive
+    packed = gzip.compress(b"".join(_record(n) + b"\n" for n in numbers))
+    (folder / "llm_metrics.log.1.gz").write_bytes(_damage(packed, damage))
+    undamaged += 0 if damage else len(numbers)
+    os.utime(folder / "llm_metrics.log.1.gz", (1_600_000_000, 1_600_000_000))
+    streamed, stream_skipped = _streamed(folder)
+    answers = []
     for engine in ("python", "duckdb"):
         result = LogParser(folder).query("llm", aggs=["count", "p95:response_time"], engine=engine)
         counted = result.rows[0]["count"] if result.rows else 0
-        assert counted == len(records)  # both engines count what the record stream yields, no more
+        assert counted == streamed  # the aggregate counts what the record stream yields, no more, no less
+        assert result.skipped.count == stream_skipped
+        answers.append(result.rows)
+    assert_same_answer(answers[0], answers[1])
+    assert streamed >= undamaged  # a file left whole gives every one of its records
 
 
 def test_huge_lines_are_skipped_not_swallowed(tmp_path: Path) -> None:
@@ -129,10 +182,19 @@ def test_config_loader_answers_with_settings_or_a_config_error(raw: dict[str, An
 @example(data=b"\xff\xfe")
 @example(data=b"[" * 10000)
 def test_config_files_of_any_bytes(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    """Any bytes: either settings loaded from this very file, or a ConfigError naming the file, the key
+    at fault and what would be valid; never another exception."""
     path = tmp_path_factory.mktemp("cfg") / "monitoring.yaml"
     path.write_bytes(data)
-    error = _config_error(lambda: load_settings(path, environ={}))
-    assert error is None or str(error)
+    loaded: list[Any] = []
+    error = _config_error(lambda: loaded.append(load_settings(path, environ={})))
+    if error is None:
+        assert loaded[0].source == str(path)
+        assert loaded[0].logging.log_dir.is_absolute()
+    else:
+        assert error.key
+        assert str(path) in str(error)
+        assert "expected" in str(error) or "valid keys" in str(error)
 
 
 def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
@@ -218,3 +280,16 @@ def test_a_value_with_a_huge_repr_is_cut(tmp_path: Path) -> None:
     record = orjson.loads(raw)
     assert record["obj"] == "h" * 197 + "..."
     assert record["small"] == 1
+
+
+def test_numbers_json_has_no_word_for_are_records_in_both_engines(tmp_path: Path) -> None:
+    """``NaN``, ``Infinity`` and ``1e400`` outside the timestamp: DuckDB reads such a line, and so does
+    the line reader; a lone surrogate is refused by both."""
+    lines = [b'{"timestamp": 1700000000.5, "marker": 1, "x": NaN}',
+             b'{"timestamp": 1700000001.5, "marker": 1, "x": Infinity}',
+             b'{"timestamp": 1700000002.5, "marker": 1, "x": -Infinity}',
+             b'{"timestamp": 1700000003.5, "marker": 1, "x": 1e400}',
+             b'{"timestamp": 1700000004.5, "marker": 1, "x": "\\ud800"}']
+    (tmp_path / "llm_metrics.log").write_bytes(b"".join(line + b"\n" for line in lines))
+    assert _query(tmp_path, "python") == _query(tmp_path, "duckdb") == (4, 1)
+    assert _streamed(tmp_path) == (4, 1)

@@ -65,3 +65,22 @@ def test_design_snippet_from_a_checkout_without_install(tmp_path: Path) -> None:
     result = run_python(code, cwd=tmp_path, env={"MONITORING_LOG_DIR": str(tmp_path / "logs"),
                                                  "PYTHONPATH": ""})
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_public_names_stay_functions_whatever_was_imported_first(tmp_path: Path) -> None:
+    """A submodule never shadows the public name of the same package (``instrument`` is the function,
+    even after the factory has loaded the SDK instrumentation)."""
+    code = """
+from infrastructure.monitoring import PerformanceMonitorFactory
+PerformanceMonitorFactory.get_instance()
+from infrastructure.monitoring import instrumentation
+from infrastructure.monitoring.instrumentation import instrument, uninstrument
+import inspect
+names = [n for n in instrumentation.__all__ if inspect.ismodule(getattr(instrumentation, n))]
+assert not names, names
+assert inspect.isfunction(instrument) and inspect.isfunction(uninstrument)
+print("ok")
+"""
+    result = run_python(code, cwd=tmp_path, env={"MONITORING_LOG_DIR": str(tmp_path / "logs")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

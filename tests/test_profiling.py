@@ -77,7 +77,7 @@ def test_a_failing_profiled_call_is_recorded_and_reraised(logs: Path) -> None:
         {}["missing"]
     (line,) = read_records(logs / "profile_metrics.log")
     assert (line["success"], line["error_type"]) == (False, "KeyError")
-    with pytest.raises(ValueError, match="profile kind"), profile_context("x", kind="cpu"):
+    with pytest.raises(ValueError, match="profile kind"), profile_context("x", kind="gpu"):
         pass
 
 
@@ -98,10 +98,18 @@ def test_profiles_command_lists_them_by_type(logs: Path) -> None:
     assert "peak" in memory_only
 
 
-def test_switched_off_profiles_nothing(log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switched_off_profiles_nothing(tmp_path: Path, log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switched off, a profiled block runs unprofiled and no file appears anywhere (neither the
+    configured folder nor ./logs); switched on, the same block writes its profile there."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MONITORING_LOG_DIR", str(log_dir))
     monkeypatch.setenv("MONITORING_ENABLED", "0")
     PerformanceMonitorFactory.reset_instance()
     with profile_context("nothing", kind="memory"):
         bytearray(1000)
-    assert not log_dir.exists() or not any(log_dir.iterdir())
+    assert list(tmp_path.rglob("*")) == []
+    monkeypatch.setenv("MONITORING_ENABLED", "1")
+    PerformanceMonitorFactory.reset_instance()
+    with profile_context("something", kind="memory"):
+        bytearray(1000)
+    assert (log_dir / "profile_metrics.log").exists()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,20 +115,62 @@ def test_a_job_that_raises_is_logged_and_the_schedule_goes_on(service_for: Any, 
     assert any("disk on fire" in (r.exc_text or "") or "disk on fire" in str(r.exc_info) for r in caplog.records)
 
 
-def test_missed_runs_coalesce_into_one(service_for: Any) -> None:
-    service = service_for(first_run_delay=0.1)
+class _Clock:
+    """The time APScheduler and the service see: moved by the test, never by the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def advance(self, seconds: float, service: LogCleanupService) -> None:
+        self.now += timedelta(seconds=seconds)
+        scheduler = service._scheduler
+        assert scheduler is not None
+        scheduler.wakeup()  # the scheduler thread looks at the (new) time now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    state = _Clock()
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+            return state.now.astimezone(tz) if tz is not None else state.now.replace(tzinfo=None)
+
+    monkeypatch.setattr("apscheduler.schedulers.base.datetime", Frozen)
+    monkeypatch.setattr("infrastructure.monitoring.scheduler.datetime", Frozen)
+    return state
+
+
+def stays(condition: Callable[[], Any], seconds: float = 0.3) -> bool:
+    """``condition`` holds for ``seconds`` of real time (the scheduler thread had its chance)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not condition():
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_missed_runs_coalesce_into_one(service_for: Any, clock: _Clock) -> None:
+    """Runs missed while paused (three intervals and more, on a clock the test moves) make one run
+    on resume; the next comes at the next regular time, not before."""
+    service = service_for(first_run_delay=0.1)  # every second
     service.start()
-    wait_for(lambda: service.runs >= 1, timeout=5)
+    clock.advance(0.2, service)
+    wait_for(lambda: service.runs == 1, timeout=5)
     service.pause()
-    paused_at = service.runs
-    time.sleep(3.5)  # three intervals or more go by
-    assert service.runs == paused_at
+    clock.advance(3.5, service)
+    assert stays(lambda: service.runs == 1)  # paused: nothing runs
     service.resume()
-    wait_for(lambda: service.runs > paused_at, timeout=3)
+    wait_for(lambda: service.runs == 2, timeout=5)
+    assert stays(lambda: service.runs == 2)  # one run for the three missed
     upcoming = service.next_run_time
     assert upcoming is not None
-    time.sleep(max(0.0, (upcoming - datetime.now(UTC)).total_seconds() - 0.15))
-    assert service.runs == paused_at + 1  # one run for the three missed, until the next regular time
+    clock.advance((upcoming - clock.now).total_seconds() - 0.05, service)
+    assert stays(lambda: service.runs == 2)  # not yet due
+    clock.advance(0.1, service)
+    wait_for(lambda: service.runs == 3, timeout=5)
 
 
 def test_system_sampler_job_is_off_by_default_and_samples_when_on(make_factory: MakeFactory,
@@ -268,7 +310,7 @@ def test_cleanup_command_fails_loudly_on_a_pattern_outside_the_folder(tmp_path: 
     config = tmp_path / "c.yaml"
     config.write_text(f"logging: {{log_dir: {log_dir}}}\nlog_cleanup: {{log_patterns: ['/tmp/*.log']}}\n")
     done = monitoring("cleanup", "--config", str(config))
-    assert done.returncode == 1
+    assert done.returncode == 2  # a configuration error: the question could not be asked
     assert "'/tmp/*.log'" in done.stderr
     assert "log_cleanup.log_patterns" in done.stderr
 

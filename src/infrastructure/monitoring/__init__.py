@@ -14,12 +14,19 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._shortcuts import (
+        get_checkpoint_monitor,
+        get_llm_monitor,
+        get_system_monitor,
+        get_task_monitor,
+        get_tool_monitor,
+    )
     from ._sink import FileSink
     from .base_monitor import BaseMonitor
-    from .bridges import JsonLogHandler, MonitoringLoggerFactory, configure_structlog
+    from .bridges import CopyToMonitoring, JsonLogHandler, MonitoringLoggerFactory, configure_structlog
     from .config import CleanupSettings, MonitoringSettings, SystemMetricsSettings, load_settings, settings_from_mapping
     from .di_config import MonitoringContainer
-    from .errors import ConfigError, InvalidFieldError, MonitoringError, UnknownMonitorError, WriteError
+    from .errors import ConfigError, InvalidFieldError, MonitoringError, QueryError, UnknownMonitorError, WriteError
     from .factory import PerformanceMonitorFactory
     from .implementations import (
         CheckpointPerformanceMonitor,
@@ -41,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "CleanupResult": ".log_cleaner",
     "CleanupSettings": ".config",
     "ConfigError": ".errors",
+    "CopyToMonitoring": ".bridges",
     "DropRecord": ".processors",
     "EventDict": ".interfaces",
     "FileSink": "._sink",
@@ -60,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "MonitoringSettings": ".config",
     "NoOpMetricsLogger": ".logger_writer",
     "PerformanceMonitorFactory": ".factory",
+    "QueryError": ".errors",
     "Processor": ".interfaces",
     "Redactor": ".processors",
     "SystemMetricsSettings": ".config",
@@ -72,6 +81,11 @@ _EXPORTS: dict[str, str] = {
     "add_process_info": ".processors",
     "add_timestamp": ".processors",
     "configure_structlog": ".bridges",
+    "get_checkpoint_monitor": "._shortcuts",
+    "get_llm_monitor": "._shortcuts",
+    "get_system_monitor": "._shortcuts",
+    "get_task_monitor": "._shortcuts",
+    "get_tool_monitor": "._shortcuts",
     "load_settings": ".config",
     "settings_from_mapping": ".config",
 }
@@ -89,7 +103,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import PackageNotFoundError, version  # slow to import: only for __version__
 
         try:
             return version("llm-telemetry-logs")
@@ -108,6 +122,7 @@ __all__ = [
     "CleanupResult",
     "CleanupSettings",
     "ConfigError",
+    "CopyToMonitoring",
     "DropRecord",
     "EventDict",
     "FileSink",
@@ -128,6 +143,7 @@ __all__ = [
     "NoOpMetricsLogger",
     "PerformanceMonitorFactory",
     "Processor",
+    "QueryError",
     "Redactor",
     "SystemMetricsSettings",
     "SystemPerformanceMonitor",
@@ -140,6 +156,11 @@ __all__ = [
     "add_process_info",
     "add_timestamp",
     "configure_structlog",
+    "get_checkpoint_monitor",
+    "get_llm_monitor",
+    "get_system_monitor",
+    "get_task_monitor",
+    "get_tool_monitor",
     "load_settings",
     "settings_from_mapping",
 ]

@@ -24,6 +24,10 @@ How several processes share one family without losing or tearing a line:
 
 A deleted folder or a file renamed away by an outside tool is noticed by a ``stat``
 at most every ``check_interval`` seconds, and the file (and folder) is re-created.
+The same ``stat`` notices a live file that shrank under the writer (logrotate's
+``copytruncate``, ``: > file``): that loses the lines written between the copy and the
+truncation, which no appending writer can prevent, so the sink logs one warning saying
+to rotate by rename instead (logrotate's ``create`` mode, or the writer's own rotation).
 """
 
 from __future__ import annotations
@@ -32,25 +36,30 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import mmap
 import os
-import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Final
 
-from .schema import lock_path_for, rotated_name
+from ._family import (
+    CTL_MAGIC,
+    CTL_SIZE,
+    OFF_GEN,
+    OFF_MAGIC,
+    OFF_ROLL,
+    OFF_ROTATED,
+    lock_path_for,
+    rotated_name,
+    shift_backups,
+    write_alias,
+)
 
-__all__ = [
-    "FileSink", "bump_generation", "family_lock", "last_rotation", "next_rollover", "parse_backup_name",
-    "shift_backups",
-]
+__all__ = ["FileSink", "next_rollover"]
 
-_CTL_SIZE: Final = 64
-_CTL_MAGIC: Final = 0x4D4F4E4C4F473031  # "MONLOG01"
-_OFF_MAGIC, _OFF_GEN, _OFF_ROLL, _OFF_ROTATED = 0, 8, 24, 32
 _NO_LIMIT: Final = 1 << 62
 _RETRY_AFTER_FAILURE: Final = 1.0
 _STEP = {"S": 1, "M": 60, "H": 3600, "D": 86400, "midnight": 86400}
@@ -58,6 +67,7 @@ _STEP = {"S": 1, "M": 60, "H": 3600, "D": 86400, "midnight": 86400}
 _os_write = os.write
 _os_lseek = os.lseek
 _live_sinks: weakref.WeakSet[FileSink] = weakref.WeakSet()
+_log = logging.getLogger("infrastructure.monitoring")
 
 
 def next_rollover(now: float, when: str, interval: int = 1, *, utc: bool = False) -> float:
@@ -115,13 +125,17 @@ class FileSink:
         file_mode: int = 0o640,
         fsync: bool = False,
         check_interval: float = 1.0,
+        module: str | None = None,
     ) -> None:
+        """``module``: the module whose records the file holds, left beside a file whose name
+        does not say it (``_family.write_alias``)."""
         if backup_count < 1 and (max_bytes or when):
             raise ValueError(f"backup_count must be >= 1 when rotation is on, got {backup_count!r}")
         if when is not None and when not in _STEP:
             raise ValueError(f"when must be one of {sorted(_STEP)} or None, got {when!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.lock_path = lock_path_for(self.path)
+        self._module = module
         self._max_bytes = max_bytes or _NO_LIMIT
         self._check_every = max(4096, max_bytes // 256) if max_bytes else _NO_LIMIT
         self._unchecked = 0
@@ -140,6 +154,9 @@ class FileSink:
         self._lock_fd = -1
         self._lock_ino: tuple[int, int] | None = None
         self._file_id: tuple[int, int] | None = None
+        self._size_seen = 0
+        """The live file's size at the last check: it only grows while the file is ours."""
+        self._truncation_warned = False
         # Stand-ins until the control file is mapped: the first write takes the slow path.
         self._gen = ctypes.c_uint64(0)
         self._roll = ctypes.c_double(0.0)
@@ -179,8 +196,9 @@ class FileSink:
                 raise OSError(errno.EAGAIN, "log file unavailable after a recent failure; retrying shortly", self.path)
             if self._torn:
                 self._end_fragment()
+            shrank: tuple[int, int] | None = None
             try:
-                if self._fd < 0 or self._seen_gen != self._gen.value or not self._still_ours():
+                if self._fd < 0 or self._seen_gen != self._gen.value or (shrank := self._check_file()) is None:
                     self._open(now)
             except OSError:
                 self._retry_at = now + _RETRY_AFTER_FAILURE
@@ -191,16 +209,35 @@ class FileSink:
                 roll = self._roll.value
                 due = now >= roll
                 self._deadline = min(self._deadline, max(roll, self._rotate_after))
+        if shrank and shrank[1] < shrank[0] and not self._truncation_warned:
+            self._truncation_warned = True  # logged outside the lock: a handler may write through this sink
+            _log.warning(
+                "monitoring: %s shrank under its writer (from at least %d to %d bytes): something copied and "
+                "truncated it, as logrotate's copytruncate does, and the lines written between the copy and the "
+                "truncation are lost. Rotate by rename instead: logrotate's create mode without copytruncate, or "
+                "the library's own rotation (logging.rotation). Warned once per file and process.",
+                self.path, shrank[0], shrank[1])
         if due and now >= self._rotate_after:
             self._try_rotate(now)
 
-    def _still_ours(self) -> bool:
-        """Is the path still the file we append to (not deleted, not renamed away)?"""
+    def _check_file(self) -> tuple[int, int] | None:
+        """``None`` when the path is no longer the file we append to (deleted, renamed away);
+        else (the least size we know it had, its size now): smaller now means truncated.
+
+        The least size is the larger of the last check's size and where our own last line
+        ended (the descriptor's offset after an ``O_APPEND`` write): the second catches a
+        truncation right after we wrote, the first one after others kept writing.
+        """
+        ours = _os_lseek(self._fd, 0, os.SEEK_CUR)  # before the stat: lines other threads add meanwhile only grow it
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return False
-        return (st.st_dev, st.st_ino) == self._file_id
+            return None
+        if (st.st_dev, st.st_ino) != self._file_id:
+            return None
+        known = max(self._size_seen, ours)
+        self._size_seen = st.st_size
+        return known, st.st_size
 
     def _open(self, now: float) -> None:
         """(Re)open the live file and the control file. Caller holds ``self._lock``."""
@@ -223,6 +260,7 @@ class FileSink:
             os.dup2(fd, self._fd, inheritable=False)
             os.close(fd)
         self._file_id = (st.st_dev, st.st_ino)
+        self._size_seen = st.st_size
         self._seen_gen = gen
         self._retry_at = 0.0
 
@@ -235,17 +273,19 @@ class FileSink:
             current = None
         if self._lock_fd >= 0 and current == self._lock_ino:
             return
+        if self._module is not None:  # a new control file: a new (or recreated) family
+            write_alias(self.path, self._module)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                if os.fstat(fd).st_size < _CTL_SIZE:
-                    os.ftruncate(fd, _CTL_SIZE)
-                mapped = mmap.mmap(fd, _CTL_SIZE)
-                magic = ctypes.c_uint64.from_buffer(mapped, _OFF_MAGIC)
-                if magic.value != _CTL_MAGIC:
-                    mapped[:_CTL_SIZE] = bytes(_CTL_SIZE)
-                    magic.value = _CTL_MAGIC
+                if os.fstat(fd).st_size < CTL_SIZE:
+                    os.ftruncate(fd, CTL_SIZE)
+                mapped = mmap.mmap(fd, CTL_SIZE)
+                magic = ctypes.c_uint64.from_buffer(mapped, OFF_MAGIC)
+                if magic.value != CTL_MAGIC:
+                    mapped[:CTL_SIZE] = bytes(CTL_SIZE)
+                    magic.value = CTL_MAGIC
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException:
@@ -255,9 +295,9 @@ class FileSink:
         old = self._lock_fd
         # Threads on the hot path may still hold the previous cells; the old mapping is
         # released by garbage collection once they let go, never closed under them.
-        self._gen = ctypes.c_uint64.from_buffer(mapped, _OFF_GEN)
-        self._roll = ctypes.c_double.from_buffer(mapped, _OFF_ROLL)
-        self._rotated = ctypes.c_double.from_buffer(mapped, _OFF_ROTATED)
+        self._gen = ctypes.c_uint64.from_buffer(mapped, OFF_GEN)
+        self._roll = ctypes.c_double.from_buffer(mapped, OFF_ROLL)
+        self._rotated = ctypes.c_double.from_buffer(mapped, OFF_ROTATED)
         self._lock_fd = fd
         self._lock_ino = (st.st_dev, st.st_ino)
         if old >= 0:
@@ -374,86 +414,6 @@ class FileSink:
 
     def __repr__(self) -> str:
         return f"FileSink({self.path!r})"
-
-
-# --------------------------------------------------------------------------- shared with the cleaner
-
-
-def parse_backup_name(name: str) -> tuple[str, int, bool] | None:
-    """``llm_metrics.log.3.gz`` -> ``("llm_metrics.log", 3, True)``; ``None`` if not a backup name."""
-    stem, dot, last = name.rpartition(".")
-    gz = False
-    if dot and last == "gz":
-        gz = True
-        stem, dot, last = stem.rpartition(".")
-    if dot and stem and last.isdigit() and last[0] != "0":
-        return stem, int(last), gz
-    return None
-
-
-def shift_backups(folder_fd: int, base: str, backup_count: int) -> None:
-    """Every backup of ``base`` moves up one (``.2`` -> ``.3``, ``.2.gz`` -> ``.3.gz``); those
-    reaching ``backup_count`` are deleted. Caller holds the family lock.
-
-    One listing finds them, so gaps left by the cleaner are handled and a large
-    ``backup_count`` costs nothing extra. Names are resolved against ``folder_fd``, so a
-    folder swapped for a symlink meanwhile cannot redirect a rename or a delete.
-    """
-    found: list[tuple[int, str]] = []
-    with os.scandir(folder_fd) as entries:
-        for entry in entries:
-            parsed = parse_backup_name(entry.name)
-            if parsed is not None and parsed[0] == base:
-                found.append((parsed[1], ".gz" if parsed[2] else ""))
-    for index, suffix in sorted(found, reverse=True):
-        src = rotated_name(base, index) + suffix
-        try:
-            if index >= backup_count:
-                os.unlink(src, dir_fd=folder_fd)
-            else:
-                os.rename(src, rotated_name(base, index + 1) + suffix, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-        except FileNotFoundError:
-            pass
-
-
-@contextlib.contextmanager
-def family_lock(folder_fd: int, base: str) -> Iterator[int | None]:
-    """Hold the rotation lock of the family ``base`` (in ``folder_fd``) while renaming or
-    deleting its files, so no writer rotates underneath. Yields the control descriptor,
-    or ``None`` when no writer of this package ever used the family (nothing to exclude)."""
-    name = os.path.basename(lock_path_for(base))
-    try:
-        fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
-    except FileNotFoundError:
-        yield None
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)  # closing the last descriptor releases the flock
-
-
-def bump_generation(control_fd: int) -> None:
-    """Tell every writer of the family to reopen the live file before its next line
-    (after the live file was renamed by someone other than a writer)."""
-    head = os.pread(control_fd, _CTL_SIZE, 0)
-    if len(head) < _CTL_SIZE:
-        return  # never initialised: no writer has mapped it, nobody to tell
-    magic, gen = struct.unpack_from("=QQ", head, 0)
-    if magic == _CTL_MAGIC:
-        os.pwrite(control_fd, struct.pack("=Q", gen + 1), _OFF_GEN)
-        os.pwrite(control_fd, struct.pack("=d", time.time()), _OFF_ROTATED)
-
-
-def last_rotation(control_fd: int) -> float:
-    """When the family last rotated (0.0 if unknown). Right after a rotation a writer that has
-    not yet noticed it may still append a line to the renamed file: the cleaner leaves such a
-    family's backups alone for a moment."""
-    head = os.pread(control_fd, _CTL_SIZE, 0)
-    if len(head) < _CTL_SIZE or struct.unpack_from("=Q", head, _OFF_MAGIC)[0] != _CTL_MAGIC:
-        return 0.0
-    return float(struct.unpack_from("=d", head, _OFF_ROTATED)[0])
 
 
 def _reinit_sinks_in_child() -> None:

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 
 from ._parsers import parse_bool
 
-__all__ = ["MONITORING_CONFIG", "MONITORING_ENABLED", "MONITORING_LOG_DIR", "env_bool", "env_str"]
+__all__ = ["MONITORING_CLICKHOUSE_PASSWORD", "MONITORING_CLICKHOUSE_USER", "MONITORING_CONFIG", "MONITORING_CONSOLE",
+           "MONITORING_ENABLED", "MONITORING_ENVIRONMENT", "MONITORING_LOG_DIR", "MONITORING_SERVER_TOKEN",
+           "MONITORING_SERVICE", "env_bool", "env_str"]
 
 _logger = logging.getLogger(__name__)
 
@@ -29,6 +31,37 @@ MONITORING_LOG_DIR = "MONITORING_LOG_DIR"
 MONITORING_ENABLED = "MONITORING_ENABLED"
 """``0``/``false``/``no``/``off`` turns every recording call into a no-op, overriding
 ``enabled`` in the YAML. Default: enabled."""
+
+MONITORING_CONSOLE = "MONITORING_CONSOLE"
+"""``1``/``true``/``yes``/``on``: also print every record, and each trace as an indented tree when
+its root span ends, to stderr, overriding ``logging.console``. For development: the files get
+the same records either way. Default: off (and then it costs nothing)."""
+
+MONITORING_SERVICE = "MONITORING_SERVICE"
+"""The application's name, overriding ``service_name``: written as ``service_name`` on every
+record (from the writer's fixed tail, so it costs nothing per record), exported as a Prometheus
+label and as the OTLP resource attribute ``service.name``, and shown by alerts. Default: unset
+(no ``service_name`` field; OTLP falls back to ``otlp.service_name``)."""
+
+MONITORING_ENVIRONMENT = "MONITORING_ENVIRONMENT"
+"""The deployment's name (``production``, ``staging``), overriding ``environment``: written as
+``environment`` on every record, exported as a Prometheus label and as the OTLP resource
+attribute ``deployment.environment.name``, and shown by alerts. Default: unset."""
+
+MONITORING_SERVER_TOKEN = "MONITORING_SERVER_TOKEN"  # noqa: S105 - the name of the variable
+"""Bearer token of ``monitoring serve`` (at least 16 characters). When set, every request
+except ``/healthz`` must carry it (``Authorization: Bearer …``, or the cookie the page sets
+after ``/?token=…``); ``server.auth_token_env`` names another variable instead. Without a
+token or ``server.basic_auth``, the server refuses to bind to anything but loopback.
+Default: unset."""
+
+MONITORING_CLICKHOUSE_USER = "MONITORING_CLICKHOUSE_USER"
+"""User of the ClickHouse shipper (``monitoring ship``, ``clickhouse.ship``), overriding
+``clickhouse.user``. Default: ClickHouse's ``default`` user."""
+
+MONITORING_CLICKHOUSE_PASSWORD = "MONITORING_CLICKHOUSE_PASSWORD"  # noqa: S105 - the name of the variable
+"""Password of that user; ``clickhouse.password_env`` names another variable instead. It is
+sent in a request header, never in a URL, and never printed or logged. Default: none."""
 
 
 def env_str(name: str, environ: Mapping[str, str] | None = None) -> str | None:

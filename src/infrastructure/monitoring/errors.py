@@ -13,9 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "BadRequestError",
     "ConfigError",
     "InvalidFieldError",
     "MonitoringError",
+    "ProfilerUnavailableError",
+    "QueryError",
     "UnknownMonitorError",
     "WriteError",
 ]
@@ -100,6 +103,33 @@ class UnknownMonitorError(MonitoringError, LookupError):
             f"unknown monitor {name!r}{extra}; known monitors: {', '.join(self.known)}"
             " (add one with register_monitor(name, cls))"
         )
+
+
+class QueryError(MonitoringError, ValueError):
+    """A question that cannot mean anything: the message says what would be valid.
+
+    ``params`` names the arguments at fault (``("last", "since")``), so the command line
+    can name its own flags (``--last``, ``--since``) instead of the Python parameters.
+    """
+
+    def __init__(self, message: str, *, params: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.params = params
+
+
+class ProfilerUnavailableError(MonitoringError, RuntimeError):
+    """A profile of ``kind`` cannot run here (strict mode only; fail-safe mode runs the code
+    unprofiled and writes ``reason`` into the profile line): py-spy is not installed, or the
+    system does not let it attach to the process."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"cannot take a {kind!r} profile: {reason}")
+
+
+class BadRequestError(MonitoringError, ValueError):
+    """A request to the dashboard server with a parameter it cannot use (answered with 400)."""
 
 
 class WriteError(MonitoringError, OSError):

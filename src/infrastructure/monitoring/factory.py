@@ -8,21 +8,23 @@ no file and starts no thread.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from .bridges import JsonLogHandler, configure_structlog
+from dependency_injector import providers
+
+from .bridges import CopyToMonitoring, JsonLogHandler, configure_structlog
 from .config import CleanupSettings, MonitoringSettings, settings_from_mapping
 from .di_config import MonitoringContainer
-from .errors import UnknownMonitorError
+from .errors import MonitoringError, UnknownMonitorError
+from .instrumentation.sdk import auto_instrument
 from .interfaces import MetricsWriter, Processor
-from .lightweight_monitor import LightweightPerformanceMonitor, switch_off
+from .lightweight_monitor import LightweightPerformanceMonitor, set_recording, switch_off
 from .log_cleaner import CleanupResult, LogCleaner
-from .logger_writer import NoOpMetricsLogger, WriterPool
+from .logger_writer import SWITCHED_ON, NoOpMetricsLogger, WriterPool, default_pool, set_default_pool
 from .scheduler import LogCleanupService
 from .schema import MODULE_NAME_RE
 
@@ -58,22 +60,49 @@ class PerformanceMonitorFactory:
 
     @classmethod
     def get_instance(cls) -> PerformanceMonitorFactory:
-        """The process-wide factory, built on first use from the YAML and the environment."""
+        """The process-wide factory: a façade over the process's default writer pool
+        (``logger_writer.default_pool``, built on first use from the YAML and the environment),
+        so its monitors and the decorators' write to the same open files."""
         instance = cls._instance
         if instance is None:
             with cls._instance_lock:
                 instance = cls._instance
-                if instance is None:
-                    instance = cls._instance = cls()
+                if instance is None:  # the configuration is read (and checked) on first use, as before
+                    container = MonitoringContainer()
+                    container.writers.override(providers.Callable(default_pool))
+                    container.settings.override(providers.Callable(_default_settings))
+                    instance = cls._instance = cls(container)
+                    instance._auto_instrument()
         return instance
+
+    def _auto_instrument(self) -> None:
+        """``instrumentation.auto``: patch the SDKs it names as the process-wide factory starts."""
+        try:
+            settings = self.settings
+        except MonitoringError:
+            return  # a broken configuration is reported at first use, where it always was
+        auto_instrument(settings)
+
+    @classmethod
+    def set_instance(cls, factory: PerformanceMonitorFactory | None) -> PerformanceMonitorFactory | None:
+        """Make ``factory`` the process-wide one: what ``get_instance()``, the decorators, the
+        tracer and sessions write through from now on (``None``: rebuild from the configuration
+        on next use). Returns the previous one, not shut down."""
+        with cls._instance_lock:
+            previous, cls._instance = cls._instance, factory
+            set_default_pool(factory._writers() if factory is not None else None)
+        return previous
 
     @classmethod
     def reset_instance(cls) -> None:
         """Close the process-wide factory's files and forget it (the next call rebuilds it)."""
         with cls._instance_lock:
             instance, cls._instance = cls._instance, None
+            pool = set_default_pool(None)
         if instance is not None:
             instance.shutdown()
+        elif pool is not None:  # used by decorators or monitors only, never through a factory
+            pool.close()
 
     # ------------------------------------------------------------------ monitors
 
@@ -142,11 +171,21 @@ class PerformanceMonitorFactory:
         """A stdlib ``logging.Handler`` writing JSON lines into ``<module>_metrics.log``."""
         return JsonLogHandler(self.get_writer(module), level)
 
+    def structlog_processor(self, module: str = "app") -> CopyToMonitoring:
+        """A processor for the application's own structlog chain (before its renderer) that
+        copies every event into ``<module>_metrics.log`` and leaves the rest of the chain alone."""
+        return CopyToMonitoring(self.get_writer(module))
+
     def configure_structlog(
-        self, module: str = "app", *, processors: list[Processor] | None = None, level: int = logging.NOTSET
-    ) -> None:
-        """Route ``structlog.get_logger()`` events into ``<module>_metrics.log``."""
-        configure_structlog(self.get_writer(module), processors=processors or (), level=level)
+        self, module: str = "app", *, processors: list[Processor] | None = None, level: int = logging.NOTSET,
+        replace: bool = False,
+    ) -> bool:
+        """Route ``structlog.get_logger()`` events into ``<module>_metrics.log``.
+
+        Leaves a structlog configuration the application made itself in place (logs a
+        warning, returns ``False``) unless ``replace=True``; see ``structlog_processor``."""
+        return configure_structlog(self.get_writer(module), processors=processors or (), level=level,
+                                   replace=replace)
 
     # ------------------------------------------------------------------ retention and scheduled jobs
 
@@ -198,26 +237,39 @@ class PerformanceMonitorFactory:
         with self._lock:
             service = self._service
             if service is None:
-                settings = self.settings
-                wants_alerts = settings.alerts.enabled and bool(settings.alerts.rules)
-                service = self._service = self.container.scheduler(
-                    cleaner=cleaner, system_monitor=functools.partial(self.create_monitor, "system"),
-                    alerts=self.get_alert_evaluator if wants_alerts else None,
-                    otlp=self.get_otlp_shipper if settings.otlp.enabled else None,
-                )
+                service = self._service = self.container.scheduler(cleaner=cleaner)
         if start:
             service.start()
         return service
 
-    def get_alert_evaluator(self) -> Any:
-        """The ``AlertEvaluator`` of the configured rules; transitions go to ``alerts.log``."""
+    def get_alert_evaluator(self, **overrides: Any) -> Any:
+        """The ``AlertEvaluator`` of the configured rules; transitions go to ``alerts.log``.
+        ``overrides`` replace its arguments (``parser=`` to read the records from a ClickHouse table)."""
         self._writers()
-        return self.container.alerts()
+        return self.container.alerts(**overrides)
 
     def get_otlp_shipper(self) -> Any:
         """The ``OtlpShipper`` of the ``otlp`` section (needs ``pip install '.[otlp]'``)."""
         self._writers()
         return self.container.otlp()
+
+    # ------------------------------------------------------------------ switching recording at run time
+
+    @staticmethod
+    def disable() -> None:
+        """Stop recording in this process, now, without a restart: every monitor, decorator, span
+        and session call returns at once (a switched-off call costs what ``enabled: false`` costs).
+        Files stay open; ``enable()`` resumes."""
+        set_recording(False)
+
+    @staticmethod
+    def enable() -> None:
+        """Resume recording after ``disable()`` (a configuration with ``enabled: false`` stays off)."""
+        set_recording(True)
+
+    def is_enabled(self) -> bool:
+        """Records are being written: neither ``disable()``-d nor switched off by the configuration."""
+        return SWITCHED_ON[0] and self.settings.enabled
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,3 +290,7 @@ class PerformanceMonitorFactory:
 
     def __repr__(self) -> str:
         return f"PerformanceMonitorFactory(log_dir={str(self.settings.logging.log_dir)!r})"
+
+
+def _default_settings() -> MonitoringSettings:
+    return default_pool().settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["EventDict", "LineSink", "LogCleaner", "MetricsWriter", "Monitor", "Processor", "WrappedLogger"]
+__all__ = ["EventDict", "LineSink", "MetricsWriter", "Monitor", "Processor", "WrappedLogger"]
 
 WrappedLogger = Any
 """Whatever a processor receives as ``logger``: the writer, or structlog's logger."""
@@ -100,15 +100,3 @@ class Monitor(Protocol):
     def record_gauge(self, operation: str, value: float, **fields: Any) -> None: ...
 
     def record_event(self, operation: str, **fields: Any) -> None: ...
-
-
-@runtime_checkable
-class LogCleaner(Protocol):
-    """Deletes or compresses old files of the log folder; never touches anything outside it.
-
-    ``cleanup_logs`` never raises for a file it cannot handle: it returns a result with
-    ``files_deleted``, ``bytes_freed``, ``errors`` and ``duration_seconds`` (the built-in
-    returns ``CleanupResult``), and never deletes a file a writer is appending to.
-    """
-
-    def cleanup_logs(self) -> Any: ...

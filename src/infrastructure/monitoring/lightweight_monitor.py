@@ -15,32 +15,34 @@ then ``factory.register_monitor("custom", CustomPerformanceMonitor)`` and
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar
 
+from ._timing import Timer, fixed, timed_by
 from .interfaces import MetricsWriter
+from .logger_writer import SWITCHED_ON, default_pool
 
-__all__ = ["LightweightPerformanceMonitor"]
-
-_TIMER: list[Any] = [None]
-"""The ``Timer`` class, imported on first use (instrumentation is optional on the write path)."""
-
+__all__ = ["LightweightPerformanceMonitor", "set_recording", "switch_off"]
 
 class LightweightPerformanceMonitor:
     """Holds only a reference to its module's writer; instances are cheap and shareable.
 
-    ``logger`` is the module's ``MetricsWriter``. When omitted, the process-wide
-    factory's writer for ``module_name`` is used, so a monitor built by hand writes
-    to the same family as one built by the factory.
+    ``logger`` is the module's ``MetricsWriter``. When omitted, the process's default
+    writer pool (``logger_writer.default_pool``: the one the process-wide factory uses)
+    gives the writer for ``module_name``, so a monitor built by hand writes to the same
+    family as one built by the factory.
     """
 
     module_name: ClassVar[str] = "custom"
 
     def __init__(self, logger: MetricsWriter | None = None) -> None:
         if logger is None:
-            from .factory import PerformanceMonitorFactory  # the convenience path only
-
-            logger = PerformanceMonitorFactory.get_instance().get_writer(self.module_name)
+            logger = default_pool().get(self.module_name)
         self.logger: MetricsWriter = logger
+        _LIVE.add(self)
+        if not SWITCHED_ON[0]:
+            switch_off(self)
+            _SWITCHED.add(self)
 
     @property
     def module(self) -> str:
@@ -65,18 +67,11 @@ class LightweightPerformanceMonitor:
 
     def timer(self, operation: str, /, **fields: Any) -> Any:
         """``with monitor.timer("op") as t: ...; t.set(rows=n)``: one timer line when the block ends."""
-        timer_class = _TIMER[0]
-        if timer_class is None:
-            from .instrumentation.decorators import Timer
-
-            timer_class = _TIMER[0] = Timer
-        return timer_class(self, operation, fields)
+        return Timer(self, operation, fields)
 
     def timed(self, operation: str, **fields: Any) -> Any:
         """``@monitor.timed("op")`` on a function, coroutine, generator or async generator."""
-        from .instrumentation.decorators import timed
-
-        return timed(operation, monitor=self, **fields)
+        return timed_by(operation, fixed(self), fields)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(module={self.module!r})"
@@ -126,6 +121,10 @@ def _as_is(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 _OFF_CLASSES: dict[type, type] = {}
+_LIVE: weakref.WeakSet[LightweightPerformanceMonitor] = weakref.WeakSet()
+"""Every monitor of the process, so recording can be switched off and on at run time."""
+_SWITCHED: weakref.WeakSet[LightweightPerformanceMonitor] = weakref.WeakSet()
+"""The monitors ``set_recording(False)`` switched off (the ones the configuration switched off stay off)."""
 
 
 def switch_off(monitor: LightweightPerformanceMonitor) -> LightweightPerformanceMonitor:
@@ -140,3 +139,19 @@ def switch_off(monitor: LightweightPerformanceMonitor) -> LightweightPerformance
         off = _OFF_CLASSES[cls] = type(f"{cls.__name__}SwitchedOff", (cls,), namespace)
     monitor.__class__ = off
     return monitor
+
+
+def set_recording(on: bool) -> None:
+    """Switch recording off or on in this process, without a restart: every live monitor becomes
+    its switched-off twin (or back), and the decorators, the tracer and sessions stop (or
+    resume) at their next call. Monitors made while it is off start switched off."""
+    SWITCHED_ON[0] = bool(on)
+    if not on:
+        for monitor in list(_LIVE):
+            if type(monitor) not in _OFF_CLASSES.values():
+                switch_off(monitor)
+                _SWITCHED.add(monitor)
+        return
+    for monitor in list(_SWITCHED):
+        monitor.__class__ = type(monitor).__mro__[1]  # the class it had before
+    _SWITCHED.clear()

@@ -47,11 +47,20 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any, Final
 
+from . import _copies
+from ._family import (
+    LOCK_SUFFIX,
+    bump_generation,
+    family_lock,
+    last_rotation,
+    parse_backup_name,
+    rotated_name,
+    shift_backups,
+)
 from ._parsers import format_size
-from ._sink import bump_generation, family_lock, last_rotation, parse_backup_name, shift_backups
 from .config import CleanupSettings, resolve_log_patterns
+from .fleet import SHIP_STATE_FILE
 from .interfaces import MetricsWriter
-from .schema import LOCK_SUFFIX, rotated_name
 
 __all__ = ["CleanupResult", "LogCleaner", "RUN_LOCK_NAME"]
 
@@ -70,6 +79,8 @@ _DETAIL_LIMIT: Final = 1000
 _CHUNK: Final = 1 << 20
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NO_FOLDER: Final = "the log folder does not exist yet"
+_FORCED: Final = ("max_total_size", "min_free_space")
+"""Reasons that delete a file even when its lines are not shipped yet (the disk comes first)."""
 
 
 @dataclass(slots=True)
@@ -96,6 +107,10 @@ class CleanupResult:
     files_changed: int = 0
     """Files renamed or written to between listing and acting: left for the next run."""
     symlinks_skipped: int = 0
+    files_kept_unshipped: int = 0
+    """Old files kept because the ClickHouse shipper has not shipped all their lines yet."""
+    unshipped_bytes_lost: int = 0
+    """Bytes never shipped, in files a size budget or the disk floor forced out (logged as errors)."""
     bytes_remaining: int = 0
     """Size of every file the patterns still match after the run."""
     free_bytes: int | None = None
@@ -122,6 +137,10 @@ class CleanupResult:
         if self.files_compressed:
             parts.append(f"{'would compress' if self.dry_run else 'compressed'} {self.files_compressed} files"
                          + ("" if self.dry_run else f" (saved {_human(self.bytes_saved)})"))
+        if self.files_kept_unshipped:
+            parts.append(f"kept {self.files_kept_unshipped} files not yet shipped")
+        if self.unshipped_bytes_lost:
+            parts.append(f"LOST {_human(self.unshipped_bytes_lost)} never shipped")
         parts.append(f"{self.errors} errors")
         return (f"cleanup of {self.log_dir}: " + ", ".join(parts)
                 + f"; {self.files_scanned} files scanned in {self.duration_seconds:.3f}s")
@@ -180,6 +199,7 @@ class LogCleaner:
         self._audit = audit
         self._backup_count = backup_count
         self._clock = clock
+        self._shipping: Any = None
         self._full, self._prefix = _compile(resolve_log_patterns(settings.log_patterns, self.log_dir))
 
     def __repr__(self) -> str:
@@ -263,6 +283,7 @@ class LogCleaner:
     # ------------------------------------------------------------------ one run
 
     def _run(self, root: int, result: CleanupResult, dry: bool, days: float) -> None:
+        self._shipping = _shipping_index(self.log_dir)
         now = self._clock()
         folders: dict[str, int] = {"": root}
         try:
@@ -285,6 +306,8 @@ class LogCleaner:
                         self._compress(folders[e.folder], e, dry, result)
 
             self._budget(folders, entries, dry, result, gone)
+            if not dry:
+                _copies.prune(self.log_dir)  # no copy outlives its source
             result.bytes_remaining = sum(e.size for i, e in enumerate(entries) if i not in gone)
             with contextlib.suppress(OSError):
                 result.free_bytes = shutil.disk_usage(self.log_dir).free
@@ -426,6 +449,8 @@ class LogCleaner:
                 self._write("cleanup_retire", path=e.rel, bytes=e.size, age_days=self._age(e), dry_run=True)
             return
         size = e.size
+        if not self._may_delete(e, reason, result):
+            return
         if not dry:
             try:
                 st = os.stat(e.name, dir_fd=folder_fd, follow_symlinks=False)
@@ -436,6 +461,8 @@ class LogCleaner:
                     return
                 size = st.st_size
                 os.unlink(e.name, dir_fd=folder_fd)
+                if not e.folder:
+                    result.bytes_freed += _copies.remove_copy_of(self.log_dir, st.st_dev, st.st_ino)
             except FileNotFoundError:
                 gone.add(index)  # removed by someone else between listing and now: not an error
                 return
@@ -448,6 +475,25 @@ class LogCleaner:
         if len(result.deleted) < _DETAIL_LIMIT:
             result.deleted.append(e.rel)
         self._write("cleanup_delete", path=e.rel, bytes=size, age_days=self._age(e), reason=reason, dry_run=dry)
+
+    def _may_delete(self, e: _Entry, reason: str, result: CleanupResult) -> bool:
+        """While a ClickHouse shipper follows the folder, a file with lines it has not shipped is
+        kept, unless a size budget or the disk floor forces it out: then the loss is counted and
+        logged as an error."""
+        index = self._shipping
+        if index is None or e.folder or reason in ("duplicate_of_plain", "interrupted_compression"):
+            return True
+        pending = index.pending_bytes(self.log_dir / e.name)
+        if not pending:
+            return True
+        if reason not in _FORCED:
+            result.files_kept_unshipped += 1
+            self._write("cleanup_keep_unshipped", path=e.rel, bytes=e.size, unshipped_bytes=pending, reason=reason)
+            return False
+        result.unshipped_bytes_lost += pending
+        _log.error("log cleanup: %s deletes %s holding %d bytes never shipped to ClickHouse", reason, e.rel, pending)
+        self._write("cleanup_unshipped_loss", path=e.rel, unshipped_bytes=pending, reason=reason, success=False)
+        return True
 
     def _retire(self, folder_fd: int, control: int | None, e: _Entry, result: CleanupResult,
                 cutoff: float | None) -> None:
@@ -537,6 +583,11 @@ class LogCleaner:
                 return False
             os.rename(tmp, gz_name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
             os.unlink(e.name, dir_fd=folder_fd)
+            if not e.folder:  # the columnar copy of the file now stands for its archive
+                parsed = parse_backup_name(e.name)
+                with contextlib.suppress(OSError):
+                    _copies.repoint(self.log_dir, parsed[0] if parsed else e.name, now,
+                                        os.stat(gz_name, dir_fd=folder_fd, follow_symlinks=False))
         return True
 
     def _budget(self, folders: dict[str, int], entries: list[_Entry], dry: bool,
@@ -548,6 +599,8 @@ class LogCleaner:
         if budget is None and floor is None:
             return
         total = sum(e.size for i, e in enumerate(entries) if i not in gone)
+        copies = _copies.copy_sizes(self.log_dir)  # columnar copies count against the budget too
+        total += sum(copies.values())
         order = sorted((i for i, e in enumerate(entries) if i not in gone and e.rotated),
                        key=lambda i: (entries[i].mtime, -entries[i].index))
         pending_free = 0  # a dry run frees nothing: count what it would have freed
@@ -567,7 +620,8 @@ class LogCleaner:
             before = result.bytes_freed
             self._apply(folders, entries, [i], reason, dry, result, gone)
             if i in gone:
-                total -= entries[i].size
+                e = entries[i]
+                total -= e.size + (0 if e.folder else copies.get(e.ino, 0))
                 if dry:
                     pending_free += result.bytes_freed - before
 
@@ -588,6 +642,16 @@ class LogCleaner:
     def _write(self, operation: str, **fields: Any) -> None:
         if self._audit is not None:
             self._audit.log_event(operation, **fields)
+
+
+def _shipping_index(log_dir: Path) -> Any:
+    """What the folder's ClickHouse shipper has shipped (``None`` when it is not shipped); the
+    shipper's state file is only read, and no network code is loaded."""
+    if not (log_dir / SHIP_STATE_FILE).exists():
+        return None
+    from .fleet.progress import shipped_index  # only in folders that are shipped: it reads the query side
+
+    return shipped_index(log_dir)
 
 
 def _note_hidden(folder: str, item: os.DirEntry[str], controlled: set[str], leftovers: list[_Entry]) -> None:

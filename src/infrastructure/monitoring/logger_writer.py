@@ -5,7 +5,8 @@ path is kept short enough to read at a glance:
 
 1. the caller (a monitor) builds the record with its keys already in order, starting
    with a ``timestamp`` placeholder; the writer stamps the time and appends
-   ``module``, ``pid`` and ``host``;
+   ``module``, ``pid``, ``host`` and the global labels (``service_name``,
+   ``environment``) from one dict built once per writer;
 2. the ``Redactor`` replaces secrets, then any extra processors run, structlog-style.
    Built-in monitors screen their few string arguments themselves (``scrub``) and
    pass ``screened=True``, which saves the per-key walk on the hottest path;
@@ -23,22 +24,26 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
 
+from ._console import ConsoleExporter
 from ._faults import FaultCounts, FaultTracker
 from ._render import fit_line, render
 from ._sink import FileSink
-from .config import MonitoringSettings
+from .config import MonitoringSettings, load_settings
 from .context import BOUND
 from .errors import WriteError
-from .interfaces import LineSink, MetricsWriter, Processor
+from .interfaces import EventDict, LineSink, MetricsWriter, Processor
 from .processors import DropRecord, Redactor, process_info
 from .schema import WRITER_FIELDS
 
-__all__ = ["MetricsLogger", "NoOpMetricsLogger", "WriterPool", "default_redactor", "user_fields"]
+__all__ = [
+    "SWITCHED_ON", "MetricsLogger", "NoOpMetricsLogger", "Sampler", "WriterPool", "default_pool", "default_redactor",
+    "set_default_pool", "user_fields",
+]
 
 _time = time.time
 _dumps = orjson.dumps
@@ -61,8 +66,8 @@ class MetricsLogger:
     """
 
     __slots__ = (
-        "__weakref__", "_bound", "_cap", "_drop", "_faults", "_include", "_processors", "_redactor", "_sink",
-        "_tail", "module", "scrub", "strict",
+        "__weakref__", "_bound", "_cap", "_drop", "_faults", "_include", "_labels", "_processors", "_redactor",
+        "_sink", "_tail", "module", "scrub", "strict",
     )
 
     def __init__(
@@ -77,6 +82,7 @@ class MetricsLogger:
         include_pid: bool = True,
         include_host: bool = True,
         fault_report_interval: float = 60.0,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         if max_line_bytes < 1024:
             raise ValueError(f"max_line_bytes must be at least 1024, got {max_line_bytes!r}")
@@ -94,6 +100,8 @@ class MetricsLogger:
         """Screens one caller-supplied string (used by monitors that pass ``screened=True``)."""
         self._cap = max_line_bytes
         self._include = (include_pid, include_host)
+        self._labels = dict(labels or {})
+        """Global labels (``service_name``, ``environment``): part of the tail, so free per record."""
         self._tail: dict[str, Any] = {}
         self._bound: tuple[Any, dict[str, Any]] = (None, {})
         """The last bound-fields mapping seen and its screened form (bindings change rarely)."""
@@ -111,6 +119,7 @@ class MetricsLogger:
             tail["pid"] = pid
         if self._include[1]:
             tail["host"] = host
+        tail.update(self._labels)
         self._tail = tail
 
     # ------------------------------------------------------------------ the design's API
@@ -311,6 +320,8 @@ class WriterPool:
         self.settings = settings
         self._processors = tuple(processors)
         self._redactor = redactor
+        self._console = ConsoleExporter() if settings.logging.console else None
+        """Last in every writer's chain when ``logging.console`` is on (one per pool: it draws the trees)."""
         self._lock = threading.Lock()
         self._writers: dict[str, MetricsWriter] = {}
         self._sinks: dict[str, FileSink] = {}
@@ -339,14 +350,19 @@ class WriterPool:
             sink = FileSink(
                 path, max_bytes=rot.max_bytes, backup_count=rot.backup_count, when=rot.when,
                 interval=rot.interval, utc=rot.utc, file_mode=log.file_mode, fsync=log.fsync,
-                check_interval=log.reopen_check_interval,
+                check_interval=log.reopen_check_interval, module=module,
             )
             self._sinks[path] = sink
+        processors = self._processors
+        if module_settings.sample_rate < 1.0:
+            processors = (*processors, Sampler(module_settings.sample_rate))
+        if self._console is not None:  # last: it prints what the file receives
+            processors = (*processors, self._console)
         return MetricsLogger(
-            module, sink, redactor=self._redactor, processors=self._processors,
+            module, sink, redactor=self._redactor, processors=processors,
             max_line_bytes=log.max_line_bytes, strict=log.strict,
             include_pid=log.include_pid, include_host=log.include_host,
-            fault_report_interval=log.fault_report_interval,
+            fault_report_interval=log.fault_report_interval, labels=self.settings.global_labels,
         )
 
     def modules(self) -> list[str]:
@@ -361,6 +377,45 @@ class WriterPool:
             self._writers.clear()
 
 
+class Sampler:
+    """Keeps a deterministic share of a high-volume family's records (``modules.<name>.sample_rate``).
+
+    Of every ``1 / rate`` records one is kept, by a counter (no randomness: the same calls
+    keep the same records, and the share is exact over any run). A kept record carries
+    ``sample_weight`` (how many records it stands for), so ``--agg sum:sample_weight`` scales
+    totals back; a failure (``success`` false) is always kept, with weight 1, so error counts
+    stay exact. ``dropped`` counts what was left out. A processor in the writer's chain: a
+    family that is not sampled does not pay for it.
+    """
+
+    __slots__ = ("_credit", "_lock", "dropped", "rate", "weight")
+
+    def __init__(self, rate: float) -> None:
+        if not 0 < rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {rate!r}")
+        self.rate = rate
+        self.weight = 1.0 / rate
+        self.dropped = 0
+        self._credit = 1.0 - rate  # the first record is kept
+        self._lock = threading.Lock()
+
+    def __call__(self, _logger: Any, _name: str, record: EventDict) -> EventDict:
+        if record.get("success") is False:
+            record["sample_weight"] = 1
+            return record
+        with self._lock:
+            self._credit += self.rate
+            keep = self._credit >= 1.0
+            if keep:
+                self._credit -= 1.0
+            else:
+                self.dropped += 1
+        if not keep:
+            raise DropRecord
+        record["sample_weight"] = self.weight
+        return record
+
+
 def default_redactor(settings: MonitoringSettings) -> Redactor | None:
     """The redactor built from ``logging.redact_keys`` / ``redact_values`` (``None`` when both are off)."""
     log = settings.logging
@@ -371,3 +426,43 @@ def default_redactor(settings: MonitoringSettings) -> Redactor | None:
 
 def _same(value: Any) -> Any:
     return value
+
+
+# --------------------------------------------------------------------------- the process default
+
+SWITCHED_ON: Final[list[bool]] = [True]
+"""Recording switched on in this process (``PerformanceMonitorFactory.disable()`` / ``enable()``):
+the decorators, the tracer and sessions read it once per call; monitors are switched as a whole
+(``lightweight_monitor.set_recording``), so a switched-off record call costs what it costs when
+the configuration says ``enabled: false``."""
+
+_DEFAULT: list[WriterPool | None] = [None]
+"""The process-wide pool (one cell, read without a lock on every lookup)."""
+_default_lock = threading.Lock()
+
+
+def default_pool() -> WriterPool:
+    """The pool every monitor, decorator, tracer and session writes through unless given another.
+
+    Like prometheus_client's ``REGISTRY`` it lives beside what it holds, so nothing on the
+    write path reaches up to the factory for it. It is built on first use from the
+    configuration (``load_settings()``: the YAML, then the environment);
+    ``PerformanceMonitorFactory.get_instance()`` is a façade over this same pool, and
+    ``set_default_pool`` (or ``PerformanceMonitorFactory.set_instance``) replaces it.
+    """
+    pool = _DEFAULT[0]
+    if pool is None:
+        with _default_lock:
+            pool = _DEFAULT[0]
+            if pool is None:
+                settings = load_settings()
+                pool = _DEFAULT[0] = WriterPool(settings, redactor=default_redactor(settings))
+    return pool
+
+
+def set_default_pool(pool: WriterPool | None) -> WriterPool | None:
+    """Make ``pool`` the process default (``None``: build a new one on next use); returns the
+    previous one, left open (its owner closes it)."""
+    with _default_lock:
+        previous, _DEFAULT[0] = _DEFAULT[0], pool
+    return previous

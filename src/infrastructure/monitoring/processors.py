@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from .interfaces import EventDict, WrappedLogger
-from .schema import FIELD_HOST, FIELD_PID, FIELD_TIMESTAMP, MAX_NESTING, WRITER_FIELDS
+from .schema import FIELD_HOST, FIELD_PID, FIELD_TIMESTAMP, MAX_NESTING, TRUSTED_FIELDS
 
 __all__ = [
     "DEFAULT_SECRET_PATTERNS",
@@ -115,7 +115,7 @@ class Redactor:
         values: bool = True,
         patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
         replacement: str = REDACTED,
-        trusted: Iterable[str] = WRITER_FIELDS,
+        trusted: Iterable[str] = TRUSTED_FIELDS,
     ) -> None:
         self._keys = frozenset(k.lower().replace("-", "_") for k in keys)
         self._suffixes = tuple("_" + k for k in self._keys)

@@ -9,7 +9,14 @@ Two jobs share one ``BackgroundScheduler`` (a daemon thread plus a small pool):
   ``system_metrics.interval_seconds`` when ``system_metrics.enabled`` is true;
 * ``alert_evaluation`` evaluates the alert rules every ``alerts.interval_seconds`` when
   there are rules (one process per folder at a time: the evaluator holds a lock);
-* ``otlp_export`` ships new lines to an OpenTelemetry Collector when ``otlp.enabled``.
+* ``otlp_export`` ships new lines to an OpenTelemetry Collector when ``otlp.enabled``;
+* ``clickhouse_ship`` ships new lines to ClickHouse every ``clickhouse.batch_seconds`` when
+  ``clickhouse.ship`` (one process per folder at a time; backs off while the server is down);
+* ``columnar_build`` writes the columnar copies of newly settled backups every
+  ``query.build_interval_seconds`` when ``query.columnar_cache`` (in a child process at low
+  priority, one file at a time, DuckDB on one thread within ``query.build_memory``) — in the
+  service of ``monitoring run``, and in an application's own service only with
+  ``query.build_in_applications`` (``build_copies``).
 
 Missed runs (a suspended laptop, a long stop of the world) coalesce into one run, and
 a job never overlaps itself. A job that raises is logged with its traceback and the
@@ -38,7 +45,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .config import CleanupSettings, SystemMetricsSettings
 from .log_cleaner import CleanupResult, LogCleaner
 
-__all__ = ["ALERT_JOB", "CLEANUP_JOB", "OTLP_JOB", "SYSTEM_JOB", "LogCleanupService"]
+__all__ = ["ALERT_JOB", "CLEANUP_JOB", "CLICKHOUSE_JOB", "COLUMNAR_JOB", "OTLP_JOB", "SYSTEM_JOB", "LogCleanupService"]
 
 _log = logging.getLogger("infrastructure.monitoring.scheduler")
 
@@ -46,6 +53,8 @@ CLEANUP_JOB: Final = "log_cleanup"
 SYSTEM_JOB: Final = "system_metrics"
 ALERT_JOB: Final = "alert_evaluation"
 OTLP_JOB: Final = "otlp_export"
+CLICKHOUSE_JOB: Final = "clickhouse_ship"
+COLUMNAR_JOB: Final = "columnar_build"
 _FIRST_RUN_DELAY: Final = 5.0
 _live_services: weakref.WeakSet[LogCleanupService] = weakref.WeakSet()
 
@@ -72,6 +81,11 @@ class LogCleanupService:
         alert_interval: float = 60.0,
         otlp: Callable[[], Any] | None = None,
         otlp_interval: float = 30.0,
+        clickhouse: Callable[[], Any] | None = None,
+        clickhouse_interval: float = 5.0,
+        columnar: Callable[[], Any] | None = None,
+        columnar_interval: float = 60.0,
+        build_copies: bool = False,
         first_run_delay: float = _FIRST_RUN_DELAY,
     ) -> None:
         self._cleaner = cleaner
@@ -85,6 +99,14 @@ class LogCleanupService:
         self._otlp_factory = otlp
         self._otlp: Any = None
         self.otlp_interval = otlp_interval
+        self._clickhouse_factory = clickhouse
+        self._clickhouse: Any = None
+        self.clickhouse_interval = clickhouse_interval
+        self._columnar_build = columnar
+        self.columnar_interval = columnar_interval
+        self.build_copies = build_copies
+        """Schedule ``columnar_build`` (``monitoring run`` sets it; an application's service leaves the
+        copies to that dedicated process unless ``query.build_in_applications``)."""
         self.first_run_delay = first_run_delay
         self._lock = threading.RLock()
         self._scheduler: BackgroundScheduler | None = None
@@ -140,6 +162,15 @@ class LogCleanupService:
             scheduler.add_job(self._otlp_job, "interval", seconds=self.otlp_interval, id=OTLP_JOB,
                               name="OTLP export", next_run_time=now + timedelta(seconds=min(self.otlp_interval, 1.0)),
                               replace_existing=True)
+        if self._clickhouse_factory is not None:
+            scheduler.add_job(self._clickhouse_job, "interval", seconds=self.clickhouse_interval, id=CLICKHOUSE_JOB,
+                              name="ClickHouse shipping", replace_existing=True,
+                              next_run_time=now + timedelta(seconds=min(self.clickhouse_interval, 1.0)))
+
+        if self._columnar_build is not None and self.build_copies:
+            scheduler.add_job(self._columnar_job, "interval", seconds=self.columnar_interval, id=COLUMNAR_JOB,
+                              name="columnar copies", replace_existing=True,
+                              next_run_time=now + timedelta(seconds=self.columnar_interval))
 
     def stop(self, wait: bool = True) -> None:
         """Stop the jobs; with ``wait`` a cleanup in progress finishes first. Idempotent."""
@@ -208,6 +239,10 @@ class LogCleanupService:
             parts.append(f"{ALERT_JOB} every {self.alert_interval:g}s")
         if OTLP_JOB in jobs:
             parts.append(f"{OTLP_JOB} every {self.otlp_interval:g}s")
+        if CLICKHOUSE_JOB in jobs:
+            parts.append(f"{CLICKHOUSE_JOB} every {self.clickhouse_interval:g}s")
+        if COLUMNAR_JOB in jobs:
+            parts.append(f"{COLUMNAR_JOB} every {self.columnar_interval:g}s")
         nxt = jobs.get(CLEANUP_JOB)
         if nxt is not None:
             parts.append(f"next cleanup at {nxt.isoformat(timespec='seconds')}")
@@ -257,6 +292,24 @@ class LogCleanupService:
         except Exception:  # noqa: BLE001 - same: log it, keep the schedule
             self.job_errors += 1
             _log.exception("scheduled OTLP export raised; the next one is still scheduled")
+
+    def _clickhouse_job(self) -> None:
+        try:
+            if self._clickhouse is None and self._clickhouse_factory is not None:
+                self._clickhouse = self._clickhouse_factory()
+            if self._clickhouse is not None:
+                self._clickhouse.run_job()  # backing off, or another process ships: returns at once
+        except Exception:  # noqa: BLE001 - same: log it, keep the schedule
+            self.job_errors += 1
+            _log.exception("scheduled ClickHouse shipping raised; the next run is still scheduled")
+
+    def _columnar_job(self) -> None:
+        try:
+            if self._columnar_build is not None:
+                self._columnar_build()  # a child process: the copies' memory never stays in this one
+        except Exception:  # noqa: BLE001 - same: log it, keep the schedule
+            self.job_errors += 1
+            _log.exception("scheduled columnar build raised; the next run is still scheduled")
 
     def _record(self, result: CleanupResult) -> CleanupResult:
         self.runs += 1

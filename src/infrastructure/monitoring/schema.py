@@ -12,24 +12,23 @@ from typing import Final
 __all__ = [
     "ALERTS_MODULE",
     "ALERTS_STATE_FILE",
+    "FIELD_ENVIRONMENT",
     "FIELD_HOST",
     "FIELD_INVALID",
     "FIELD_METRIC_TYPE",
     "FIELD_MODULE",
     "FIELD_OPERATION",
     "FIELD_PID",
+    "FIELD_SERVICE",
     "FIELD_SUCCESS",
     "FIELD_TIMESTAMP",
     "FIELD_TRUNCATED",
-    "LOCK_SUFFIX",
     "MAX_NESTING",
     "METRIC_TYPES",
     "MODULE_NAME_RE",
-    "QUERY_VERIFIED_FILE",
+    "TRUSTED_FIELDS",
     "WRITER_FIELDS",
     "default_file_name",
-    "lock_path_for",
-    "rotated_name",
 ]
 
 FIELD_TIMESTAMP: Final = "timestamp"
@@ -40,16 +39,24 @@ FIELD_MODULE: Final = "module"
 FIELD_SUCCESS: Final = "success"
 FIELD_PID: Final = "pid"
 FIELD_HOST: Final = "host"
+FIELD_SERVICE: Final = "service_name"
+"""The global label naming the application (``service_name`` / ``MONITORING_SERVICE``); only when set."""
+FIELD_ENVIRONMENT: Final = "environment"
+"""The global label naming the deployment (``environment`` / ``MONITORING_ENVIRONMENT``); only when set."""
 FIELD_INVALID: Final = "invalid"
 """Maps a field name to why its value was rejected (fail-safe mode)."""
 FIELD_TRUNCATED: Final = "truncated"
 """Lists the fields whose values were cut to keep the line under the size cap."""
 
 WRITER_FIELDS: Final = frozenset(
-    {FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE, FIELD_PID, FIELD_HOST}
+    {FIELD_TIMESTAMP, FIELD_METRIC_TYPE, FIELD_OPERATION, FIELD_MODULE, FIELD_PID, FIELD_HOST, FIELD_SERVICE,
+     FIELD_ENVIRONMENT}
 )
 """Fields the writer sets itself: callers' fields with these names are kept as ``user_<name>``,
 and the redactor never examines their values."""
+TRUSTED_FIELDS: Final = WRITER_FIELDS | {"trace_id", "span_id", "parent_span_id"}
+"""Fields whose values the package makes itself (writer fields, trace and span ids): the redactor
+never examines them, so a fresh span id per span costs no screening."""
 
 MAX_NESTING: Final = 32
 """Deeper values are written as ``"<max depth>"`` (by the redactor and the renderer alike)."""
@@ -59,33 +66,14 @@ METRIC_TYPES: Final = frozenset({"timer", "counter", "gauge", "event", "log"})
 MODULE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """A module name becomes part of a file name: no separators, no leading dot."""
 
-LOCK_SUFFIX: Final = ".lock"
 
 
 ALERTS_MODULE: Final = "alerts"
 """Alert transitions and notifications go to ``alerts.log``."""
 ALERTS_STATE_FILE: Final = ".alerts_state.json"
 """Which alert is pending or firing, beside the logs (hidden: neither a family nor cleaned)."""
-QUERY_VERIFIED_FILE: Final = ".query_verified.json"
-"""Backups a full scan read and found whole, so later scans skip the per-line checks on them."""
 
 
 def default_file_name(module: str) -> str:
     """``llm`` -> ``llm_metrics.log``: the family's live file (``alerts`` -> ``alerts.log``)."""
     return "alerts.log" if module == ALERTS_MODULE else f"{module}_metrics.log"
-
-
-def rotated_name(base: str, index: int) -> str:
-    """``llm_metrics.log``, 3 -> ``llm_metrics.log.3`` (1 is the newest backup)."""
-    return f"{base}.{index}"
-
-
-def lock_path_for(log_path: str) -> str:
-    """The family's lock and control file, hidden so ``logs/*.log.*`` never matches it.
-
-    Every process writing the family maps this file: it carries the rotation
-    generation, the approximate size of the live file and the next time-based
-    rollover, and its ``flock`` serialises rotations across processes.
-    """
-    head, _, tail = log_path.rpartition("/")
-    return f"{head}/.{tail}{LOCK_SUFFIX}" if head else f".{tail}{LOCK_SUFFIX}"

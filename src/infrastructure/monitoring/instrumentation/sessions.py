@@ -6,51 +6,86 @@
         end_task("t1", "completed")
 
 ``session_start`` (in ``session_metrics.log``) carries the environment: operating system
-and version, Python version, host, working directory, time zone and package version.
-``task_start``/``task_end`` go to ``task_metrics.log``; an open task's start time is the
-only thing held in memory, until its end (at most 10,000 open tasks per process).
-``session_summary`` reads everything back: tasks and durations, agents and tools used,
-LLM calls, tokens and estimated cost by model.
+and version, Python version, host, user name, working directory, project root, time zone,
+package version and the environment variables of an allow-list (``sessions.environment_variables``
+in the configuration, through the redactor; never the whole environment).
+Tasks (``tasks.py``) bind their ``task_id`` to the records made inside them and write
+``task_start``/``task_end`` to ``task_metrics.log``. ``query.sessions.session_summary`` reads
+everything back: tasks with their own LLM calls, tokens, cost, tool calls and errors, agents and
+tools used, code changes, LLM calls, tokens and estimated cost by model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import getpass
 import os
 import platform
-import socket
 import sys
 import time
 import uuid
-from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
 
 from ..context import Binding, bind
+from ..logger_writer import SWITCHED_ON, NoOpMetricsLogger, default_pool
+from .tasks import end_task, start_task
 
-__all__ = ["Session", "end_task", "session_summary", "start_session", "start_task"]
+__all__ = ["Session", "end_task", "start_session", "start_task"]
 
-_OPEN_TASKS: OrderedDict[str, float] = OrderedDict()
-_OPEN_LIMIT = 10_000
+PROJECT_MARKERS: Final = (".git", ".hg", "pyproject.toml", "setup.py", "setup.cfg")
+"""What marks a project's root folder, looked for from the working directory upwards."""
 
 
 def _writer(module: str) -> Any:
-    from ..factory import PerformanceMonitorFactory
-
-    return PerformanceMonitorFactory.get_instance().get_writer(module)
+    return default_pool().get(module) if SWITCHED_ON[0] else NoOpMetricsLogger(module)
 
 
-def environment() -> dict[str, Any]:
-    """What a session record says about where it ran."""
+def environment(variables: Iterable[str] = (), *, project_root: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a session record says about where it ran; ``variables``: the names (or ``PREFIX_*``) of
+    the environment variables to copy."""
+    # the package version reads importlib.metadata: only when a session starts
     from .. import __version__
 
     offset = -time.timezone if not time.localtime().tm_isdst else -time.altzone
     return {
         "os": platform.system(), "os_version": platform.release(), "platform": platform.platform(),
         "python_version": platform.python_version(), "python_implementation": platform.python_implementation(),
-        "host": socket.gethostname(), "cwd": os.getcwd(), "timezone": time.tzname[time.localtime().tm_isdst],
+        "cwd": os.getcwd(), "timezone": time.tzname[time.localtime().tm_isdst],  # host: the writer stamps it
         "utc_offset_seconds": offset, "package_version": __version__,
         "argv0": sys.argv[0] if sys.argv else None,
+        "user_name": _user_name(),
+        "project_root": str(project_root) if project_root is not None else find_project_root(),
+        "environment_variables": selected_variables(variables, os.environ if environ is None else environ),
     }
+
+
+def _user_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry (a bare container)
+        return None
+
+
+def find_project_root(start: str | os.PathLike[str] | None = None) -> str:
+    """The nearest folder from ``start`` (the working directory) upwards holding a ``PROJECT_MARKERS``
+    entry; the working directory itself when none does."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return str(folder)
+    return str(here)
+
+
+def selected_variables(patterns: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` named by ``patterns`` (exact names, or prefixes ending in ``*``),
+    sorted by name. The values are screened by the writer's redactor like any field."""
+    wanted = [p for p in patterns if p and p != "*"]
+    return {name: environ[name] for name in sorted(environ)
+            if any(fnmatch.fnmatchcase(name, p) if p.endswith("*") else name == p for p in wanted)}
 
 
 class Session:
@@ -79,74 +114,17 @@ class Session:
             self._binding.__exit__(kind, exc, tb)
 
 
-def start_session(session_id: str | None = None, **fields: Any) -> Session:
-    """Write ``session_start`` with the environment and bind ``session_id`` (a new one if not given)."""
+def start_session(session_id: str | None = None, *, environment_variables: Iterable[str] | None = None,
+                  project_root: str | os.PathLike[str] | None = None, **fields: Any) -> Session:
+    """Write ``session_start`` with the environment and bind ``session_id`` (a new one if not given).
+
+    ``environment_variables`` replaces the configured allow-list (``sessions.environment_variables``)
+    for this session; ``project_root`` the folder found from the working directory."""
     sid = session_id or uuid.uuid4().hex[:16]
     binding = bind(session_id=sid)
-    _writer("session").log_event("session_start", **environment(), **fields)
+    writer = _writer("session")
+    if not isinstance(writer, NoOpMetricsLogger):
+        names = environment_variables if environment_variables is not None else \
+            default_pool().settings.sessions.environment_variables
+        writer.log_event("session_start", **environment(names, project_root=project_root), **fields)
     return Session(sid, binding)
-
-
-def start_task(task_id: str, description: str | None = None, **fields: Any) -> None:
-    """Write ``task_start``; ``end_task`` with the same id closes it and records its duration."""
-    if len(_OPEN_TASKS) >= _OPEN_LIMIT:
-        _OPEN_TASKS.popitem(last=False)  # never ended: forget the oldest
-    _OPEN_TASKS[task_id] = time.perf_counter()
-    extra = {"description": description} if description is not None else {}
-    _writer("task").log_event("task_start", task_id=task_id, **extra, **fields)
-
-
-def end_task(task_id: str, status: str = "completed", **fields: Any) -> None:
-    """Write ``task_end`` (``status``: completed, failed, cancelled ...; ``success`` follows it)."""
-    started = _OPEN_TASKS.pop(task_id, None)
-    extra: dict[str, Any] = {"duration": time.perf_counter() - started} if started is not None else {}
-    _writer("task").log_event("task_end", task_id=task_id, status=status, success=status == "completed",
-                              **extra, **fields)
-
-
-def session_summary(log_dir: Any, session_id: str) -> dict[str, Any]:
-    """Everything a session did, from the logs: tasks, agents, tools, LLM calls, tokens and cost."""
-    from ..query import LogParser
-
-    parser = LogParser(log_dir)
-    present = set(parser.modules())
-    where = [f"session_id={session_id}"]
-    summary: dict[str, Any] = {"session_id": session_id, "environment": None, "status": None,
-                               "duration": None, "tasks": [], "agents": [], "tools": [], "llm": []}
-    if "session" in present:
-        for r in parser.records("session", where=where):
-            if r.get("operation") == "session_start":
-                summary["environment"] = {k: r.get(k) for k in ("os", "os_version", "python_version", "host", "cwd",
-                                                                "timezone", "package_version")}
-                summary["started"] = r.get("timestamp")
-            elif r.get("operation") == "session_end":
-                summary["status"], summary["duration"] = r.get("status"), r.get("duration")
-    if "task" in present:
-        tasks: dict[str, dict[str, Any]] = {}
-        for r in parser.records("task", where=where):
-            op = r.get("operation")
-            if op in ("task_start", "task_end"):
-                task = tasks.setdefault(str(r.get("task_id")), {"task_id": r.get("task_id")})
-                if op == "task_start":
-                    task["description"] = r.get("description")
-                    task["started"] = r.get("timestamp")
-                else:
-                    task["status"], task["duration"] = r.get("status"), r.get("duration")
-        summary["tasks"] = list(tasks.values())
-        summary["agents"] = parser.query("task", operation="agent_execution", where=where,
-                                         group_by=["agent_type", "agent_name"],
-                                         aggs=["count", "errors", "sum:duration"]).rows
-    if "tool" in present:
-        summary["tools"] = parser.query("tool", operation="tool_call", where=where, group_by="tool_name",
-                                        aggs=["count", "errors", "sum:duration"]).rows
-    if "llm" in present:
-        summary["llm"] = parser.query("llm", operation="llm_call", where=where, group_by=["provider", "model"],
-                                      aggs=["count", "errors", "sum:prompt_tokens", "sum:completion_tokens",
-                                            "sum:total_tokens", "sum:cost"]).rows
-        unpriced = parser.query("llm", operation="llm_call", where=[*where, "cost_status=unknown_model"],
-                                aggs=["count"]).rows
-        summary["unpriced_calls"] = unpriced[0]["count"] if unpriced else 0
-    summary["llm_calls"] = sum(r["count"] for r in summary["llm"])
-    summary["total_tokens"] = sum(r.get("sum_total_tokens") or 0 for r in summary["llm"])
-    summary["estimated_cost"] = sum(r.get("sum_cost") or 0 for r in summary["llm"])
-    return summary

@@ -12,15 +12,15 @@ schema (``schema.py``) and nothing else about the write path.
 from __future__ import annotations
 
 from .engine import LogParser, QueryResult, SkippedLine, SkipReport
-from .sketch import Quantiles
+from .plan import QueryPlan
 from .spec import Aggregate, Condition, QueryError, parse_agg, parse_where
 
 __all__ = [
     "Aggregate",
     "Condition",
     "LogParser",
-    "Quantiles",
     "QueryError",
+    "QueryPlan",
     "QueryResult",
     "SkipReport",
     "SkippedLine",

@@ -1,21 +1,28 @@
-"""Large scans on DuckDB, with the same answers and the same accounting as the Python loop.
+"""The local engine: DuckDB computes a plan's figures over a snapshot of the log files.
 
 DuckDB's ``read_json`` (newline-delimited, ``ignore_errors``) turns every line into one
 row and a line it cannot read into a row of NULLs, so a damaged line is a row whose
 ``timestamp`` is NULL (or not finite): one scan gives the answer *and* the number of
 skipped lines. Only when that number is not zero does a second, cheap query tell which
-files hold them, and the Python reader then finds their line numbers and reasons.
-Backups an earlier scan found whole (``verified.py``) are read without those checks.
+files hold them; the line reader (``lines.py``) then finds their line numbers and reasons.
 
-Columns are read with the types the query needs (``DOUBLE`` for a field that is only
-aggregated or compared as a number, ``BOOLEAN`` for ``success``, ``VARCHAR`` otherwise),
-which is also how the Python loop reads values (``spec.as_number`` and friends).
+Columns are read with the types the plan's uses give them (``plan.field_roles``): ``DOUBLE``
+for a field aggregated or compared as a number, ``BOOLEAN`` for one compared with
+``true``/``false``, ``VARCHAR`` otherwise; a field used several ways is read as ``JSON`` and
+converted once per use with ``from_json`` (the transform ``read_json`` itself applies).
 
-Whole immutable files (rotated backups and ``.gz``) are read through
+Whole rotated backups are read through
 ``/proc/self/fd/N`` from the descriptors the snapshot opened, so a rotation during the
 query cannot swap them; the live file and any part of a file chosen by a time window are
 first copied, byte-exact, into a private temporary folder (on ``/dev/shm`` when there is
-room), so DuckDB reads exactly the snapshot.
+room), so DuckDB reads exactly the snapshot. A compressed backup is unpacked into that
+folder by the line reader (``files.read_segment``), which checks the archive's checksum
+(DuckDB's own gzip reader does not) and keeps what a damaged one holds up to the damage:
+both read the very same bytes, so the record stream and the aggregates always agree.
+
+Opening a DuckDB database costs about 30 ms, a small query 2 ms: each thread keeps one
+in-memory database between queries, dropped after a large scan (so its buffers go back
+to the system) and after ``fork``.
 """
 
 from __future__ import annotations
@@ -26,64 +33,76 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from typing import Any, Final
 
-from .files import Segment
-from .verified import VerifiedFiles, identity
+from .columnar import Copy, discard, field_sql
+from .files import Segment, read_segment
+from .plan import OTHER, Figure, QueryPlan, field_roles, suspicious_fields
+from .spec import Condition
 
-__all__ = ["DuckScan", "available"]
+__all__ = ["DuckScan"]
 
 _COPY_CHUNK: Final = 1 << 24
 _MAX_LINE: Final = 2 << 20
 """Longest line DuckDB reads (the writers cap theirs at 1 MiB); longer ones count as unreadable."""
-_READ_OPTIONS: Final = f"maximum_object_size={_MAX_LINE}, auto_detect=false, records=true"
+_READ_OPTIONS: Final = (f"format='newline_delimited', ignore_errors=true, maximum_object_size={_MAX_LINE}, "
+                        "auto_detect=false, records=true")
 """The columns are given, so nothing is sampled: sampling opens many files at once, each with
-a 32 MiB buffer, and a family of many small backups would run out of memory."""
-_CHECKED: Final = "ignore_errors=true, "
-"""Files not known to be whole: a line DuckDB cannot read becomes a row of NULLs, counted."""
+a 32 MiB buffer, and a family of many small backups would run out of memory. A line DuckDB
+cannot read becomes a row of NULLs, counted as skipped."""
 _OK: Final = "(timestamp IS NOT NULL AND isfinite(timestamp))"
-_OTHER: Final = "__other__"
+_SQL_TYPES: Final = {"num": "DOUBLE", "bool": "BOOLEAN", "text": "VARCHAR"}
+_KEEP_CONNECTION_BELOW: Final = 64 << 20
+"""A database that scanned more than this is closed afterwards: its allocator's cache goes with it."""
+_UNPACKED_RATIO: Final = 12
+"""Room to reserve per compressed byte when choosing where to unpack (JSON lines compress ~10:1)."""
+_local = threading.local()
 
 
-def available() -> bool:
+def _connection(threads: int, memory_limit: str) -> Any:
+    """This thread's DuckDB database (opened on first use, again after a fork)."""
+    import duckdb  # the engine is imported when the first question is asked, not with the package
+
+    con = getattr(_local, "con", None)
+    if con is None or _local.pid != os.getpid():
+        con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+        con.execute("SET preserve_insertion_order = false")
+        # freed buffers go back to the system at once instead of waiting in DuckDB's allocator
+        # cache (128 MiB by default): peak RSS of a 1 GB scan stays near 150 MB
+        con.execute("SET allocator_flush_threshold = '1MB'")
+        con.execute("SET allocator_bulk_deallocation_flush_threshold = '1MB'")
+        _local.con, _local.pid, _local.threads = con, os.getpid(), threads
+    elif _local.threads != threads:
+        con.execute(f"SET threads = {int(threads)}")
+        _local.threads = threads
+    return con
+
+
+def _drop_connection() -> None:
+    con = getattr(_local, "con", None)
+    _local.con = None
+    if con is not None:
+        with contextlib.suppress(Exception):
+            con.close()
+
+
+def refused(exc: BaseException) -> bool:
+    """Did DuckDB itself refuse (an input it cannot read), rather than our code fail?"""
     try:
-        import duckdb  # noqa: F401
-    except ImportError:
+        import duckdb  # a dependency of the package, imported when a question needs it
+    except ImportError:  # pragma: no cover - a dependency of the package
         return False
-    return True
-
-
-@dataclass
-class _Stats:
-    """One group's figures as DuckDB computed them (the shape ``build_rows`` reads)."""
-
-    count: int = 0
-    bad: int = 0
-    cond_counts: list[int] = field(default_factory=list)
-    errors: int = 0
-    judged: int = 0
-    first_ts: float = math.inf
-    last_ts: float = -math.inf
-    num: dict[str, list[float]] = field(default_factory=dict)
-    latest: dict[str, tuple[float, Any]] = field(default_factory=dict)
-    quant: dict[str, list[float | None]] = field(default_factory=dict)
-
-    def quantile_values(self, name: str, qs: list[float]) -> list[float | None]:  # noqa: ARG002 - same shape as _Group
-        return self.quant[name]
+    return isinstance(exc, duckdb.Error)
 
 
 @dataclass(frozen=True)
 class _Input:
     path: str
     """What DuckDB reads: ``/proc/self/fd/N`` or a private copy."""
-    gz: bool
     segment: Segment
-    key: str | None
-    """The identity of a settled backup read whole (``verified.identity``), else ``None``."""
-    trusted: bool
-    """Known from an earlier scan to hold only whole records: read without the per-line checks."""
 
 
 def _ident(name: str) -> str:
@@ -95,80 +114,75 @@ def _literal(text: str) -> str:
 
 
 class DuckScan:
-    """Run one query plan over snapshot segments; ``groups`` then maps keys to ``_Stats``."""
+    """Compute ``plan``'s figures over ``segments``; ``groups`` then maps group keys to figures.
 
-    def __init__(self, plan: Any, segments: list[Segment], *, threads: int, max_groups: int,
-                 memory_limit: str = "512MB", verified: VerifiedFiles | None = None) -> None:
+    ``bad`` counts the lines that were not whole records, ``bad_inputs`` lists the segments
+    holding them, ``folded`` the distinct groups beyond ``max_groups`` and ``matched`` the
+    records counted.
+    """
+
+    def __init__(self, plan: QueryPlan, segments: list[Segment], *, threads: int,
+                 memory_limit: str = "512MB", check_fields: bool = True,
+                 copies: Mapping[int, Copy] | None = None) -> None:
         self.plan = plan
+        self.check_fields = check_fields
         self.segments = segments
-        self.verified = verified
+        self.copies: dict[int, Copy] = dict(copies or {})
+        """Segment index -> the columnar copy read instead of its JSON (``columnar.py``)."""
+        self.copy_skips: list[tuple[Segment, Copy]] = []
+        """Copies whose source holds damaged lines: their reasons and line numbers are in the copy."""
         self.threads = threads
-        self.max_groups = max_groups
         self.memory_limit = memory_limit
-        self.groups: dict[tuple[Any, ...], _Stats] = {}
+        self.groups: dict[tuple[Any, ...], dict[Figure, Any]] = {}
         self.bad = 0
         self.bad_inputs: list[Segment] = []
         self.folded = 0
         self.matched = 0
-        self._types = self._column_types()
+        self.unpacked: list[Segment] = []
+        """Compressed segments that end early (or fail their checksum): read as far as they go."""
+        self.absent: list[str] = []
+        """Fields the plan names that occur in no record of the window (``suspicious_fields``)."""
+        self.scanned = 0
+        """Records in the window, whatever the filters (counted only when a field was checked)."""
+        self._roles = field_roles(plan)
 
     # ------------------------------------------------------------------ SQL
 
-    def _column_types(self) -> dict[str, str]:
-        plan = self.plan
-        roles: dict[str, set[str]] = {}
-
-        def role(name: str, kind: str) -> None:
-            roles.setdefault(name, set()).add(kind)
-
-        for key in plan.keys:
-            role(key, "text")
-        for c in [*plan.conditions, *(a.condition for a in plan.count_ifs)]:
-            values = c.value if c.op == "in" else (c.value,)
-            for v in values:
-                if c.op in ("<", "<=", ">", ">=") or (v.__class__ in (int, float)):
-                    role(c.field, "num")
-                elif v is True or v is False:
-                    role(c.field, "bool")
-                else:
-                    role(c.field, "text")
-        for f in (*plan.num_fields, *plan.quant_fields):
-            role(f, "num")
-        for f in plan.latest_fields:
-            role(f, "text")
-        if any(a.kind in ("errors", "error_rate") for a in plan.aggregates):
-            role("success", "bool")
-        types = {"timestamp": "DOUBLE"}
-        for name, kinds in roles.items():
-            if name == "timestamp":
-                continue
-            types[name] = "DOUBLE" if kinds == {"num"} else "BOOLEAN" if kinds == {"bool"} else "VARCHAR"
-        return types
+    def _column(self, name: str, role: str) -> str:
+        """The ``__src`` column holding ``name`` read as ``role``: the field's own name when it is
+        read one way, else one column per way."""
+        return _ident(name) if len(self._roles.get(name, ())) <= 1 else _ident(f"__{role}__{name}")
 
     def _num(self, name: str) -> str:
-        col = _ident(name)
-        return col if self._types.get(name) == "DOUBLE" else f"TRY_CAST({col} AS DOUBLE)"
+        return self._column(name, "num")
 
     def _bool(self, name: str) -> str:
-        col = _ident(name)
-        return col if self._types.get(name) == "BOOLEAN" else f"TRY_CAST({col} AS BOOLEAN)"
+        return self._column(name, "bool")
 
     def _text(self, name: str) -> str:
-        col = _ident(name)
-        return col if self._types.get(name) == "VARCHAR" else f"CAST({col} AS VARCHAR)"
+        return self._column(name, "text")
+
+    def _columns(self, read: Callable[[str, str], str]) -> list[str]:
+        """``__src``'s select list: each field once per way it is read, ``read(field, role)`` giving
+        the SQL of a field read one way."""
+        out = []
+        for name, roles in self._roles.items():
+            for role in sorted(roles):
+                out.append(f"{read(name, role)} AS {self._column(name, role)}")
+        return out
 
     def _equal(self, name: str, value: Any, params: list[Any] | None) -> str:
         """``name = value`` with the value bound as a parameter (or, with ``params=None``, written
         as an escaped literal: for the aggregates, which come before the WHERE's parameters)."""
         if value is None:
-            return f"{_ident(name)} IS NULL"
+            return f"{self._text(name)} IS NULL"
         if value is True or value is False:
             return f"{self._bool(name)} = {_bind(value, params)}"
         if value.__class__ is str:
             return f"{self._text(name)} = {_bind(value, params)}"
         return f"{self._num(name)} = {_bind(float(value), params)}"
 
-    def _condition(self, c: Any, params: list[Any] | None) -> str:
+    def _condition(self, c: Condition, params: list[Any] | None) -> str:
         if c.op == "=":
             return self._equal(c.field, c.value, params)
         if c.op == "!=":
@@ -176,6 +190,8 @@ class DuckScan:
             return f"NOT COALESCE({eq}, false)" if c.value is not None else f"NOT ({eq})"
         if c.op == "in":
             return "(" + " OR ".join(f"COALESCE({self._equal(c.field, v, params)}, false)" for v in c.value) + ")"
+        if c.op == "~":  # RE2, as written: Condition checked that re reads it alike (query/_regex.py)
+            return f"regexp_matches({self._text(c.field)}, {_bind(c.value, params)})"
         return f"{self._num(c.field)} {c.op} {_bind(float(c.value), params)}"
 
     def _where(self, params: list[Any]) -> str:
@@ -187,92 +203,167 @@ class DuckScan:
         if plan.until is not None:
             params.append(plan.until)
             parts.append("timestamp < ?")
-        for c in plan.conditions:
-            parts.append(self._condition(c, params))
+        parts.extend(self._condition(c, params) for c in plan.conditions)
         return " AND ".join(f"({p})" for p in parts) or "true"
 
     def _key_exprs(self) -> list[str]:
         exprs = [self._text(k) for k in self.plan.keys]
         if self.plan.width:
-            exprs.append(f"floor(timestamp / {float(self.plan.width)!r}) * {float(self.plan.width)!r}")
+            width = float(self.plan.width)
+            exprs.append(f"floor(timestamp / {width!r}) * {width!r}")
         return exprs
 
-    def _aggregates(self) -> tuple[list[str], list[tuple[str, Any]]]:
-        """Plain aggregates: damaged lines form groups of their own (``__ok`` is a key), so no
-        aggregate needs a ``FILTER`` and the scan costs what the bare query costs."""
-        plan = self.plan
-        sql = ["count(*)"]
-        layout: list[tuple[str, Any]] = [("count", None)]
-        if any(a.kind == "rate" for a in plan.aggregates):
-            sql += ["min(timestamp)", "max(timestamp)"]
-            layout += [("first", None), ("last", None)]
-        if any(a.kind in ("errors", "error_rate") for a in plan.aggregates):
-            sb = self._bool("success")
-            judged = f"count({sb})" if any(a.kind == "error_rate" for a in plan.aggregates) else "0"
-            sql += [f"count(*) FILTER (WHERE {sb} = false)", judged]
-            layout += [("errors", None), ("judged", None)]
-        for f in plan.num_fields:
-            n = self._num(f)
-            kinds = {a.kind for a in plan.aggregates if a.field == f}
-            sql += [f"count({n})", f"sum({n})" if kinds & {"sum", "avg"} else "NULL",  # only what is asked
-                    f"min({n})" if "min" in kinds else "NULL", f"max({n})" if "max" in kinds else "NULL"]
-            layout.append(("num", f))
-        for f in plan.quant_fields:
-            qs = [a.q for a in plan.aggregates if a.kind == "percentile" and a.field == f]
-            sql.append(f"quantile_cont({self._num(f)}, [{', '.join(repr(float(q)) for q in qs)}])")
-            layout.append(("quant", (f, len(qs))))
-        for f in plan.latest_fields:
-            t = self._text(f)
-            sql.append(f"arg_max({t}, timestamp) FILTER (WHERE {t} IS NOT NULL)")
-            layout.append(("latest", f))
-        for agg in plan.count_ifs:
-            sql.append(f"count(*) FILTER (WHERE COALESCE({self._condition(agg.condition, None)}, false))")
-            layout.append(("cond", None))
-        return sql, layout
+    def _figure(self, f: Figure) -> str:
+        """The SQL of one figure: the only place a figure's meaning is written for DuckDB."""
+        kind = f.kind
+        if kind == "count":
+            return "count(*)"
+        if kind == "first":
+            return "min(timestamp)"
+        if kind == "last":
+            return "max(timestamp)"
+        if kind == "errors":
+            return f"count(*) FILTER (WHERE {self._bool('success')} = false)"
+        if kind == "judged":
+            return f"count({self._bool('success')})"
+        if kind in ("n", "sum", "min", "max"):
+            return f"{'count' if kind == 'n' else kind}({self._num(str(f.field))})"
+        if kind == "quantiles":
+            return f"quantile_cont({self._num(str(f.field))}, [{', '.join(repr(q) for q in f.qs)}])"
+        if kind == "latest":
+            text = self._text(str(f.field))
+            return f"arg_max({text}, timestamp) FILTER (WHERE {text} IS NOT NULL)"
+        if kind == "count_if":
+            assert f.condition is not None
+            return f"count(*) FILTER (WHERE COALESCE({self._condition(f.condition, None)}, false))"
+        raise AssertionError(f"no SQL for figure {f!r}")
 
     # ------------------------------------------------------------------ running
 
     def run(self, progress: Callable[[float], None] | None = None) -> None:
-        import duckdb
-
-        folder = _scratch_folder(sum(s.end - s.start for s in self.segments if not s.whole))
-        try:
-            inputs = self._inputs(folder)
-            con = duckdb.connect(config={"threads": self.threads, "memory_limit": self.memory_limit,
-                                         "temp_directory": os.path.join(folder, "spill")})
+        if self.copies:
             try:
-                if progress is not None:  # tracked (query_progress) but never printed; it costs a little
-                    con.execute("SET enable_progress_bar = true")
-                    con.execute("SET enable_progress_bar_print = false")
-                con.execute("SET preserve_insertion_order = false")
-                if self.threads > 1:
-                    # freed buffers go back to the system at once instead of waiting in DuckDB's
-                    # allocator cache (128 MiB by default): 190 -> 142 MB peak RSS on 1 GB at 2
-                    # threads, for a few percent of speed; one thread stays under 150 MB without it
-                    con.execute("SET allocator_flush_threshold = '1MB'")
-                    con.execute("SET allocator_bulk_deallocation_flush_threshold = '1MB'")
-                self._view(con, inputs)
-                self._aggregate(con, progress, checked=any(not i.trusted for i in inputs))
-                if self.bad:
-                    self._locate(con, inputs)
-            finally:
-                con.close()
+                self._run(progress)
+                return
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                self._forget_bad_copies()  # a copy DuckDB cannot read: the JSON answers, the copy is rebuilt
+                self.groups, self.bad, self.bad_inputs, self.folded, self.matched = {}, 0, [], 0, 0
+                self.unpacked, self.copy_skips, self.absent, self.scanned = [], [], [], 0
+        self._run(progress)
+
+    def _forget_bad_copies(self) -> None:
+        # DuckDB is loaded when a copy is first built or read, not with the package
+        import duckdb  # a dependency of the package, imported when a question needs it
+
+        con = duckdb.connect(config={"threads": 1})
+        try:
+            for copy in self.copies.values():
+                try:
+                    con.execute(f"SELECT count(*) FROM (SELECT DISTINCT * FROM read_parquet({_literal(copy.path)}))"
+                                ).fetchall()
+                except duckdb.Error as exc:
+                    discard(copy.path, f"unreadable: {exc}")
         finally:
+            con.close()
+        self.copies = {}
+
+    def _run(self, progress: Callable[[float], None] | None) -> None:
+        reading = [s for i, s in enumerate(self.segments) if i not in self.copies]
+        tails = sum(s.end - c.upto for i, s in enumerate(self.segments)
+                    if (c := self.copies.get(i)) is not None and c.upto is not None)
+        folder = _scratch_folder(sum(s.end - s.start for s in reading if not s.whole) + tails
+                                 + sum(_UNPACKED_RATIO * s.size for s in reading if s.file.gz))
+        scanned = sum(s.end - s.start for s in reading) + tails
+        con = _connection(self.threads, self.memory_limit).cursor()
+        try:
+            con.execute(f"SET temp_directory = {_literal(os.path.join(folder, 'spill'))}")
+            if progress is not None:  # tracked (query_progress) but never printed; it costs a little
+                con.execute("SET enable_progress_bar = true")
+                con.execute("SET enable_progress_bar_print = false")
+            self._scan(con, self._inputs(folder), progress)
+        finally:
+            con.close()
             shutil.rmtree(folder, ignore_errors=True)
-        if self.verified is not None:  # every checked backup not found holding a skipped line is whole
-            damaged = {id(s) for s in self.bad_inputs}
-            self.verified.add(i.key for i in inputs if i.key and not i.trusted and id(i.segment) not in damaged)
+            if scanned > _KEEP_CONNECTION_BELOW:
+                _drop_connection()
+
+    def _scan(self, con: Any, inputs: list[_Input], progress: Callable[[float], None] | None) -> None:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __src AS {self._source(inputs)}")
+        self._aggregate(con, progress)
+        if self.bad:
+            self._locate(con, inputs)
+        suspects = suspicious_fields(self.plan, self.groups) if self.check_fields else []
+        if suspects and (inputs or self.copies):
+            self._presence(con, inputs, suspects)
+
+    def _presence(self, con: Any, inputs: list[_Input], fields: list[str]) -> None:
+        """Which of ``fields`` occur in any record of the window, whatever its value's type (a
+        second, narrow scan, made only when a field's figures all came out empty)."""
+        columns = "{" + ", ".join([f"{_literal('timestamp')}: 'DOUBLE'",
+                                   *(f"{_literal(f)}: 'JSON'" for f in fields)]) + "}"
+        listed = "[" + ", ".join(_literal(i.path) for i in inputs) + "]"
+        params: list[Any] = []
+        window = [_OK]
+        if self.plan.since is not None:
+            params.append(self.plan.since)
+            window.append("timestamp >= ?")
+        if self.plan.until is not None:
+            params.append(self.plan.until)
+            window.append("timestamp < ?")
+        counts = ", ".join(f"count({_ident(f)})" for f in fields)
+        totals = [0] * (len(fields) + 1)
+        if inputs:
+            row = con.execute(f"SELECT count(*), {counts} FROM read_json({listed}, columns={columns}, "
+                              f"{_READ_OPTIONS}) WHERE {' AND '.join(window)}", params).fetchone()
+            totals = [int(n) for n in row]
+        if self.copies:
+            kinds: dict[str, set[str]] = {}
+            for copy in self.copies.values():
+                for name, stored in copy.columns.items():
+                    kinds.setdefault(name, set()).update(stored)
+            rest = any(copy.rest for copy in self.copies.values())
+            present = ", ".join(f"count({field_sql(f, kinds.get(f, ()), 'text', rest)})" for f in fields)
+            copies = "[" + ", ".join(_literal(c.path) for c in self.copies.values()) + "]"
+            row = con.execute(f"SELECT count(*), {present} FROM read_parquet({copies}, union_by_name=true) "
+                              f"WHERE {' AND '.join(window)}", params).fetchone()
+            totals = [a + int(b) for a, b in zip(totals, row, strict=True)]
+        self.scanned = totals[0]
+        self.absent = [f for f, n in zip(fields, totals[1:], strict=True) if not n]
 
     def _inputs(self, folder: str) -> list[_Input]:
-        """What DuckDB reads for each segment: whole backups through their descriptors, partial
-        or live ones copied."""
+        """What DuckDB reads for each segment: whole backups through their descriptors, compressed
+        ones unpacked, partial or live ones copied."""
         out = []
         for i, seg in enumerate(self.segments):
+            stored = self.copies.get(i)
+            if stored is not None and stored.upto is None:
+                if stored.damaged:
+                    self.unpacked.append(seg)
+                continue
             fd = seg.handle.fileno()
+            if stored is not None and stored.upto is not None:  # the copy holds the start, the JSON the rest
+                if stored.upto < seg.end:
+                    path = os.path.join(folder, f"rest{i}.jsonl")
+                    dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    try:
+                        _copy_range(fd, dst, stored.upto, seg.end)
+                    finally:
+                        os.close(dst)
+                    out.append(_Input(path, dataclass_replace(seg, start=stored.upto, first_line=None)))
+                continue
+            if seg.file.gz:
+                path = os.path.join(folder, f"unpacked{i}.jsonl")
+                with open(path, "wb") as copy:
+                    for chunk in read_segment(seg):
+                        copy.write(chunk)
+                if seg.damaged:
+                    self.unpacked.append(seg)
+                out.append(_Input(path, seg))
+                continue
             if seg.whole:
-                key = identity(os.fstat(fd))
-                trusted = self.verified is not None and key in self.verified
-                out.append(_Input(f"/proc/self/fd/{fd}", seg.file.gz, seg, key, trusted))
+                out.append(_Input(f"/proc/self/fd/{fd}", seg))
                 continue
             path = os.path.join(folder, f"part{i}.jsonl")
             dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -280,93 +371,110 @@ class DuckScan:
                 _copy_range(fd, dst, seg.start, seg.end)
             finally:
                 os.close(dst)
-            out.append(_Input(path, False, seg, None, False))
+            out.append(_Input(path, seg))
         return out
 
-    def _view(self, con: Any, inputs: list[_Input]) -> None:
-        """``__src``: every input's rows plus ``__ok``, whether the line was a whole record. Trusted
-        files are read without ``ignore_errors`` and with ``__ok`` a constant, so DuckDB neither
-        extracts ``timestamp`` for them (unless the query needs it) nor tests it."""
-        columns = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in self._types.items()) + "}"
-        selects: list[str] = []
-        for trusted in (True, False):
-            for gz in (False, True):
-                paths = [i.path for i in inputs if i.gz is gz and i.trusted is trusted]
-                if paths:
-                    listed = "[" + ", ".join(_literal(p) for p in paths) + "]"
-                    extra = ", compression='gzip'" if gz else ""
-                    checks = "" if trusted else _CHECKED
-                    selects.append(
-                        f"SELECT *, {'true' if trusted else _OK} AS __ok FROM read_json({listed}, columns={columns}, "
-                        f"format='newline_delimited', {checks}{_READ_OPTIONS}{extra})"
-                    )
-        body = " UNION ALL ".join(selects) if selects else "SELECT NULL::DOUBLE AS timestamp, false AS __ok LIMIT 0"
-        con.execute(f"CREATE TEMP VIEW __src AS {body}")
+    def _source(self, inputs: list[_Input]) -> str:
+        """``__src``: every input's rows plus ``__ok``, whether the line was a whole record."""
+        declared = {n: (_SQL_TYPES[next(iter(r))] if len(r) == 1 else "JSON") for n, r in self._roles.items()}
+        columns = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in declared.items()) + "}"
 
+        def read(name: str, role: str) -> str:
+            if declared[name] != "JSON":
+                return _ident(name)
+            return f"from_json({_ident(name)}, {_literal(chr(34) + _SQL_TYPES[role] + chr(34))})"
 
-    def _aggregate(self, con: Any, progress: Callable[[float], None] | None, *, checked: bool = True) -> None:
+        parts = []
+        if inputs:
+            listed = "[" + ", ".join(_literal(i.path) for i in inputs) + "]"
+            parts.append(f"SELECT {', '.join(self._columns(read))}, {_OK} AS __ok "
+                         f"FROM read_json({listed}, columns={columns}, {_READ_OPTIONS})")
+        if self.copies:
+            parts.append(self._copies_source())
+        if not parts:
+            return "SELECT NULL::DOUBLE AS timestamp, false AS __ok LIMIT 0"
+        return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+
+    def _copies_source(self) -> str:
+        """The copies' rows with the plan's columns, each read from a copy's typed and companion columns
+        exactly as ``read_json`` would read it from the JSON (``columnar.field_sql``)."""
+        kinds: dict[str, set[str]] = {}
+        for copy in self.copies.values():
+            for name, stored in copy.columns.items():
+                kinds.setdefault(name, set()).update(stored)
+        rest = any(copy.rest for copy in self.copies.values())
+
+        def read(name: str, role: str) -> str:
+            return "timestamp" if name == "timestamp" else field_sql(name, kinds.get(name, ()), role, rest)
+
+        listed = "[" + ", ".join(_literal(c.path) for c in self.copies.values()) + "]"
+        return (f"SELECT {', '.join(self._columns(read))}, {_OK} AS __ok "
+                f"FROM read_parquet({listed}, union_by_name=true)")
+
+    def _aggregate(self, con: Any, progress: Callable[[float], None] | None) -> None:
+        """Damaged lines all fall in one group of their own (keys NULL, ``__ok`` false), so no
+        figure needs a ``FILTER`` for them and the scan costs what the bare query costs."""
         params: list[Any] = []
         where = self._where(params)
         keys = self._key_exprs()
-        sql_aggs, layout = self._aggregates()
-        if checked:  # damaged lines all fall in one group of their own, keys NULL
-            key_sql = [f"CASE WHEN __ok THEN {k} END AS __k{i}" for i, k in enumerate(keys)]
-            group = "GROUP BY " + ", ".join([*(f"__k{i}" for i in range(len(keys))), "__ok"])
-            select = ", ".join([*key_sql, "__ok", *sql_aggs])
-            query = f"SELECT {select} FROM __src WHERE NOT __ok OR ({where}) {group} LIMIT {self.max_groups + 2}"
-        else:  # only trusted files: the plain query
-            key_sql = [f"{k} AS __k{i}" for i, k in enumerate(keys)]
-            group = ("GROUP BY " + ", ".join(f"__k{i}" for i in range(len(keys)))) if keys else ""
-            select = ", ".join([*key_sql, "true", *sql_aggs])
-            query = (f"SELECT {select} FROM __src WHERE {where} {group} HAVING count(*) > 0 "
-                     f"LIMIT {self.max_groups + 2}")
-        rows = _execute(con, query, params, progress)
-        if sum(1 for r in rows if r[len(keys)]) > self.max_groups:
-            rows = self._folded(con, keys, where, params, key_sql, sql_aggs, progress)
+        figures = self.plan.figures
+        sql_figures = [self._figure(f) for f in figures]
+        key_sql = [f"CASE WHEN __ok THEN {k} END AS __k{i}" for i, k in enumerate(keys)]
+        group = "GROUP BY " + ", ".join([*(f"__k{i}" for i in range(len(keys))), "__ok"])
+        select = ", ".join([*key_sql, "__ok", *sql_figures])
+        limit = self.plan.max_groups + 2
+        rows = _execute(con, f"SELECT {select} FROM __src WHERE NOT __ok OR ({where}) {group} LIMIT {limit}",
+                        params, progress)
         width = len(keys)
+        if sum(1 for r in rows if r[width]) > self.plan.max_groups:
+            rows = self._folded(con, keys, where, params, key_sql, sql_figures, progress)
         for row in rows:
-            key, ok, figures = tuple(row[:width]), row[width], row[width + 1:]
+            key, ok, values = tuple(row[:width]), row[width], row[width + 1:]
             if not ok:
-                self.bad += int(figures[0])
+                self.bad += int(values[0])
                 continue
-            stats = _Stats()
-            for (kind, name), value in zip(layout, _chunks(figures, layout), strict=True):
-                _fill(stats, kind, name, value)
-            self.groups[key] = stats
-            self.matched += stats.count
+            found = dict(zip(figures, values, strict=True))
+            self.groups[key] = found
+            self.matched += int(found[Figure("count")])
 
     def _folded(self, con: Any, keys: list[str], where: str, params: list[Any], key_sql: list[str],
-                sql_aggs: list[str], progress: Callable[[float], None] | None) -> list[Any]:
+                sql_figures: list[str], progress: Callable[[float], None] | None) -> list[Any]:
         """More groups than ``max_groups``: the top ones by count exactly, the rest as ``__other__``."""
         names = [f"__k{i}" for i in range(len(keys))]
         ranked = ", ".join(f"{k} AS __k{i}" for i, k in enumerate(keys))
-        con.execute(f"CREATE TEMP TABLE __top AS SELECT {ranked} FROM __src WHERE __ok AND ({where}) "
-                    f"GROUP BY ALL ORDER BY count(*) DESC LIMIT {self.max_groups}", params)
+        cap = self.plan.max_groups
+        ties = "".join(f", {n} ASC NULLS LAST" for n in names)  # the same top whatever reads the records
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __top AS SELECT {ranked} FROM __src WHERE __ok AND ({where}) "
+                    f"GROUP BY ALL ORDER BY count(*) DESC{ties} LIMIT {cap}", params)
         distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {ranked} FROM __src WHERE __ok AND ({where}))",
                                params).fetchone()
-        self.folded = max(0, int(distinct[0]) - self.max_groups) if distinct else 0
+        self.folded = max(0, int(distinct[0]) - cap) if distinct else 0
         join = " AND ".join(f"t.{n} IS NOT DISTINCT FROM s.{n}" for n in names)
-        folded_keys = ", ".join(
-            f"CASE WHEN t.__hit THEN s.{n} ELSE {_literal(_OTHER)} END AS {n}" for n in names
-        )
+        # a folded row keeps NULL keys here (a time bucket is a number, not text): __hit says which
+        folded_keys = ", ".join(f"CASE WHEN t.__hit THEN s.{n} END AS {n}" for n in names)
         inner = ", ".join([*key_sql, "*"])
-        aggs = ", ".join(sql_aggs)
-        query = (f"SELECT {folded_keys}, s.__ok, {aggs} FROM (SELECT {inner} FROM __src WHERE NOT __ok OR ({where})) s "
+        query = (f"SELECT coalesce(t.__hit, false) AS __kept, {folded_keys}, s.__ok, {', '.join(sql_figures)} "
+                 f"FROM (SELECT {inner} FROM __src WHERE NOT __ok OR ({where})) s "
                  f"LEFT JOIN (SELECT *, true AS __hit FROM __top) t ON {join} GROUP BY ALL")
-        return _execute(con, query, params, progress)
+        other = (OTHER,) * len(keys)
+        return [row[1:] if row[0] or not row[len(keys) + 1] else (*other, *row[len(keys) + 1:])
+                for row in _execute(con, query, params, progress)]
 
     def _locate(self, con: Any, inputs: list[_Input]) -> None:
-        """Which inputs hold the skipped lines (the Python reader then says where and why).
+        """Which inputs hold the skipped lines (the line reader then says where and why).
         One small query per file, newest first, until all are found: the damage is rare and
         a single query over many files would need a read buffer per file at once."""
         remaining = self.bad
+        for i, copy in self.copies.items():
+            if copy.bad:
+                self.copy_skips.append((self.segments[i], copy))
+                remaining -= copy.bad
+        if remaining <= 0:
+            return
         for item in reversed(inputs):
-            if item.trusted:
-                continue
-            extra = ", compression='gzip'" if item.gz else ""
             found = con.execute(
                 f"SELECT count(*) FROM read_json({_literal(item.path)}, columns={{'timestamp': 'DOUBLE'}}, "
-                f"format='newline_delimited', {_CHECKED}{_READ_OPTIONS}{extra}) WHERE NOT {_OK}"
+                f"{_READ_OPTIONS}) WHERE NOT {_OK}"
             ).fetchone()
             if found and found[0]:
                 self.bad_inputs.append(item.segment)
@@ -384,56 +492,6 @@ def _bind(value: Any, params: list[Any] | None) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else "NULL"
     return _literal(str(value))
-
-
-def _chunks(figures: Iterable[Any], layout: list[tuple[str, Any]]) -> list[Any]:
-    it = iter(figures)
-    out = []
-    for kind, _ in layout:
-        if kind == "num":
-            out.append([next(it), next(it), next(it), next(it)])
-        else:
-            out.append(next(it))
-    return out
-
-
-def _fill(stats: _Stats, kind: str, name: Any, value: Any) -> None:
-    if kind == "count":
-        stats.count = int(value)
-    elif kind == "first":
-        stats.first_ts = math.inf if value is None else value
-    elif kind == "last":
-        stats.last_ts = -math.inf if value is None else value
-    elif kind == "bad":
-        stats.bad = int(value)
-    elif kind == "errors":
-        stats.errors = int(value)
-    elif kind == "judged":
-        stats.judged = int(value)
-    elif kind == "num":
-        n, total, low, high = value
-        if total is not None and float(total).is_integer() and abs(total) < 2**53:
-            total = int(total)
-        stats.num[name] = [int(n), total or 0, low, high]
-    elif kind == "quant":
-        label, n = name
-        stats.quant[label] = list(value) if value is not None else [None] * n
-    elif kind == "latest":
-        stats.latest[name] = (0, _decode(value))
-    elif kind == "cond":
-        stats.cond_counts.append(int(value))
-
-
-def _decode(text: Any) -> Any:
-    if text is None:
-        return None
-    import orjson
-
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
-    return value if value.__class__ in (int, float) else text
 
 
 def _execute(con: Any, query: str, params: list[Any], progress: Callable[[float], None] | None) -> list[Any]:
@@ -481,3 +539,4 @@ def _scratch_folder(needed: int) -> str:
         if os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * needed + (64 << 20):
             return tempfile.mkdtemp(prefix="monitoring-query-", dir=shm)
     return tempfile.mkdtemp(prefix="monitoring-query-")
+

@@ -19,7 +19,6 @@ during the query can therefore neither hide a record nor show it twice.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import os
 import re
@@ -30,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from .._sink import parse_backup_name
-from ..schema import lock_path_for
+from .._family import family_member, family_name, read_aliases, shared_lock
 
 __all__ = ["DISORDER", "FamilyFile", "Segment", "Snapshot", "discover", "family_name"]
 
@@ -40,12 +38,6 @@ DISORDER: Final = 60.0
 _PEEK: Final = 64 * 1024
 _IN_FLIGHT_SECONDS: Final = 5.0
 _TS_RE: Final = re.compile(rb'"timestamp"\s*:\s*(-?[0-9][0-9.eE+-]*)')
-
-
-def family_name(base: str) -> str:
-    """``llm_metrics.log`` -> ``llm``; any other ``x.log`` -> ``x``."""
-    stem = base[:-4] if base.endswith(".log") else base
-    return stem[: -len("_metrics")] if stem.endswith("_metrics") else stem
 
 
 @dataclass(slots=True)
@@ -64,31 +56,26 @@ class FamilyFile:
 
 
 def discover(log_dir: str | os.PathLike[str], module: str | None = None) -> dict[str, list[FamilyFile]]:
-    """Every family in ``log_dir`` (hidden files aside), oldest file first.
+    """Every family in ``log_dir`` (hidden files aside), oldest file first, by module.
 
     A ``.N`` beside a ``.N.gz`` (a compression interrupted half way) is read once: the
-    plain file wins, as in the cleaner.
+    plain file wins, as in the cleaner. A file renamed in the configuration counts as its
+    module's (``_family.read_aliases``); should a module have files under two names (it was
+    renamed), they are read oldest first by modification time.
     """
     folder = Path(log_dir)
-    found: dict[str, dict[int, FamilyFile]] = {}
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return {}
+    aliases = read_aliases(folder, [e.name for e in entries if e.name.startswith(".")])
+    found: dict[str, dict[tuple[str, int], FamilyFile]] = {}
     for entry in entries:
-        name = entry.name
-        if name.startswith(".") or not entry.is_file(follow_symlinks=False):
+        member = family_member(entry.name)
+        if member is None or not entry.is_file(follow_symlinks=False):
             continue
-        parsed = parse_backup_name(name)
-        if parsed is not None:
-            base, index, gz = parsed
-        elif name.endswith(".log"):
-            base, index, gz = name, 0, False
-        elif name.endswith(".log.gz"):
-            base, index, gz = name[:-3], 0, True
-        else:
-            continue
-        fam = family_name(base)
+        base, index, gz = member
+        fam = aliases.get(base) or family_name(base)
         if module is not None and fam != module:
             continue
         try:
@@ -96,10 +83,16 @@ def discover(log_dir: str | os.PathLike[str], module: str | None = None) -> dict
         except FileNotFoundError:
             continue
         slot = found.setdefault(fam, {})
-        if index in slot and not slot[index].gz:
+        if (base, index) in slot and not slot[(base, index)].gz:
             continue  # the plain twin wins
-        slot[index] = FamilyFile(Path(entry.path), base, index, gz, st.st_size, st.st_mtime)
-    return {fam: [files[i] for i in sorted(files, reverse=True)] for fam, files in sorted(found.items())}
+        slot[(base, index)] = FamilyFile(Path(entry.path), base, index, gz, st.st_size, st.st_mtime)
+    return {fam: _oldest_first(list(files.values())) for fam, files in sorted(found.items())}
+
+
+def _oldest_first(files: list[FamilyFile]) -> list[FamilyFile]:
+    if len({f.base for f in files}) == 1:
+        return sorted(files, key=lambda f: -f.index)
+    return sorted(files, key=lambda f: (f.mtime, -f.index))
 
 
 @dataclass(slots=True)
@@ -173,7 +166,7 @@ class Snapshot:
         files = discover(log_dir, module).get(module, [])
         if not files:
             return
-        with _shared_lock(log_dir, files[-1].base):
+        with shared_lock(log_dir, files[-1].base):
             files = discover(log_dir, module).get(module, [])
             firsts: list[float | None] = []
             opened: list[tuple[FamilyFile, IO[bytes], int]] = []
@@ -196,22 +189,6 @@ class Snapshot:
             segment = _bounded(f, handle, size, since, until)
             if segment is not None:
                 self.segments.append(segment)
-
-
-@contextlib.contextmanager
-def _shared_lock(log_dir: Path, base: str) -> Iterator[None]:
-    """The family's rotation ``flock``, shared (readers never exclude each other). A family no
-    writer of this package uses, or a control file this user may not open, is read unlocked."""
-    try:
-        fd = os.open(log_dir / lock_path_for(base), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _first_timestamp(handle: IO[bytes], gz: bool) -> float | None:
@@ -327,12 +304,15 @@ def _bisect(fd: int, end: int, target: float) -> int:
 
 
 def read_segment(segment: Segment, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The segment's bytes in chunks that end on a line boundary."""
+    """The segment's bytes in chunks that end on a line boundary. In a compressed file that ends
+    early, the line the damage cut in two is left out: it is part of the damage, reported once."""
     handle = segment.handle
     if segment.file.gz:
         handle.seek(0)
         with gzip.GzipFile(fileobj=handle) as unpacked:
-            yield from _aligned(_gz_blocks(unpacked, chunk_size, segment))
+            for chunk in _aligned(_gz_blocks(unpacked, chunk_size, segment)):
+                if not (segment.damaged and not chunk.endswith(b"\n")):
+                    yield chunk
         return
     yield from _aligned(_pread_blocks(handle.fileno(), segment.start, segment.end, chunk_size))
 

@@ -1,8 +1,10 @@
 """What a query asks for, parsed from Python values or from command-line strings.
 
-Filters: ``Condition(field, op, value)`` with ``op`` one of ``= != < <= > >= in``.
+Filters: ``Condition(field, op, value)`` with ``op`` one of ``= != < <= > >= in ~``.
 Values compare as JSON values: ``success=false`` matches the boolean, ``model=gpt-4``
-the string, ``prompt_tokens>100`` numbers only (a string never compares as a number).
+the string, ``prompt_tokens>100`` numbers only (a string never compares as a number);
+``error~time.?out`` searches the value's text with a regular expression, which both engines
+read alike (``_regex.py``; the subset is in docs/search.md).
 
 Aggregates, named as they appear in result rows:
 
@@ -27,27 +29,27 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from dataclasses import field as _field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
 from .._parsers import parse_duration
+from ..errors import QueryError
+from ._regex import compile_regex
 
 __all__ = [
     "Aggregate", "Condition", "QueryError", "as_bool", "as_number", "as_text",
     "parse_agg", "parse_bucket", "parse_time", "parse_where",
 ]
 
-OPS: Final = ("=", "!=", "<", "<=", ">", ">=", "in")
-_WHERE_RE: Final = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(!=|<=|>=|=|<|>|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
+OPS: Final = ("=", "!=", "<", "<=", ">", ">=", "in", "~")
+_WHERE_RE: Final = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(==|!=|<=|>=|=|<|>|~|\s+in\s+)\s*(.*?)\s*$", re.DOTALL)
 _PCT_RE: Final = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
-_OP_WORDS: Final = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "in": "in"}
+_OP_WORDS: Final = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "in": "in",
+                     "~": "matches"}
 _KINDS: Final = ("count", "sum", "avg", "min", "max", "error_rate", "errors", "rate", "latest")
-
-
-class QueryError(ValueError):
-    """A query that cannot mean anything: the message says what would be valid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,18 @@ class Condition:
     field: str
     op: str
     value: Any
+    regex: re.Pattern[str] | None = _field(default=None, init=False, repr=False, compare=False)
+    """``~``: the pattern as ``re`` runs it, with RE2's meaning (what DuckDB runs)."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise QueryError(f"unknown operator {self.op!r}; use one of {', '.join(OPS)}")
         if self.op == "in" and not isinstance(self.value, (list, tuple, set, frozenset)):
             raise QueryError(f"'in' needs a list of values, got {self.value!r}")
+        if self.op == "~":
+            if not isinstance(self.value, str):
+                raise QueryError(f"'~' needs a regular expression (text), got {self.value!r}")
+            object.__setattr__(self, "regex", compile_regex(self.value))  # raises QueryError for a bad one
 
     def test(self, record: dict[str, Any]) -> bool:
         value = record.get(self.field)
@@ -71,6 +79,9 @@ class Condition:
             return not _equal(value, self.value)
         if op == "in":
             return any(_equal(value, w) for w in self.value)
+        if op == "~":
+            text = as_text(value)
+            return text is not None and self.regex.search(text) is not None  # type: ignore[union-attr]
         number = as_number(value)
         if number is None:
             return False
@@ -90,13 +101,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# Values are read the way DuckDB's ``read_json`` reads a column of the named type, so the
-# two engines agree on every line: a number field accepts numbers, booleans (1/0) and
-# numeric strings; a boolean field accepts booleans, numbers and the usual words; a text
-# field shows any scalar as its JSON text.
+# Values are read the way DuckDB's ``read_json`` reads a column of the named type (its JSON
+# transform, ``from_json``), so the engines agree on every line: a number field accepts numbers,
+# booleans (1/0) and numeric strings (ASCII, spaces around allowed); a boolean field accepts
+# booleans, numbers (non-zero is true) and, in any case but with no space around, the words
+# below; a text field shows a string as itself and anything else as its JSON text.
 
-_TRUE_WORDS: Final = frozenset({"true", "t", "yes", "y", "1", "on"})
-_FALSE_WORDS: Final = frozenset({"false", "f", "no", "n", "0", "off"})
+_TRUE_WORDS: Final = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE_WORDS: Final = frozenset({"false", "f", "no", "n", "0"})
 
 
 def as_number(value: Any) -> float | None:
@@ -106,11 +118,19 @@ def as_number(value: Any) -> float | None:
     if cls is bool:
         return 1.0 if value else 0.0
     if cls is str:
-        try:
-            number = float(value)
-        except ValueError:
+        if not value.isascii():  # float() reads other scripts' digits; DuckDB does not
             return None
-        return number
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        text = value.strip()
+        if text.startswith("+-"):  # DuckDB takes one '+' before the signed number: '+-1' is -1
+            try:
+                return float(text[1:])
+            except ValueError:
+                return None
+        return None
     return None
 
 
@@ -119,7 +139,7 @@ def as_bool(value: Any) -> bool | None:
         return bool(value)
     cls = value.__class__
     if cls is str:
-        word = value.strip().lower()
+        word = value.lower()
         if word in _TRUE_WORDS:
             return True
         if word in _FALSE_WORDS:
@@ -140,7 +160,7 @@ def as_text(value: Any) -> str | None:
         return "true"
     if value is False:
         return "false"
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(value).decode()  # keys as written, as DuckDB shows a JSON object
 
 
 def _equal(value: Any, want: Any) -> bool:
@@ -236,16 +256,22 @@ def parse_value(text: str) -> Any:
 
 
 def parse_where(spec: str | Condition) -> Condition:
-    """``success=false``, ``model!=gpt-4``, ``prompt_tokens>100``, ``model in gpt-4,gpt-4o``."""
+    """``success=false`` (or ``==``), ``model!=gpt-4``, ``prompt_tokens>100``, ``model in gpt-4,gpt-4o``,
+    ``error~time.?out`` (a regular expression: the text after ``~``, surrounding quotes removed)."""
     if isinstance(spec, Condition):
         return spec
     match = _WHERE_RE.match(spec)
     if not match:
         raise QueryError(f"cannot read filter {spec!r}; use FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>N, "
-                         "FIELD<=N, FIELD>=N or 'FIELD in A,B'")
+                         "FIELD<=N, FIELD>=N, 'FIELD in A,B' or FIELD~REGEX")
     field, op, raw = match.group(1), match.group(2).strip(), match.group(3)
+    if op == "==":  # the way most languages spell equality: the same test
+        op = "="
     if op == "in":
         return Condition(field, "in", tuple(parse_value(v) for v in raw.split(",")))
+    if op == "~":  # a pattern is text, never a number or a word such as null
+        quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'"
+        return Condition(field, "~", raw[1:-1] if quoted else raw)
     value = parse_value(raw)
     if op in ("<", "<=", ">", ">=") and not _is_number(value):
         raise QueryError(f"filter {spec!r} compares with {raw!r}, which is not a number")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import LogParser
+from .source import LogSource
 
 __all__ = ["SpanNode", "Trace", "recent_traces"]
 
@@ -41,7 +41,7 @@ class Trace:
         return out
 
 
-def recent_traces(parser: LogParser, *, limit: int = 10, trace_id: str | None = None) -> list[Trace]:
+def recent_traces(parser: LogSource, *, limit: int = 10, trace_id: str | None = None) -> list[Trace]:
     """The ``limit`` traces that ended last (or the one named), newest first."""
     if "trace" not in parser.modules():
         return []
