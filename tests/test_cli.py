@@ -24,9 +24,11 @@ def test_demo_writes_every_family(tmp_path: Path) -> None:
     result = monitoring("demo", "--seconds", "1.5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Recorded" in result.stdout
+    assert "Next, try:" in result.stdout
+    assert f"Files in {tmp_path / 'logs'}" in result.stdout
     for name in ("llm", "tool", "task", "checkpoint", "system"):
         path = tmp_path / "logs" / f"{name}_metrics.log"
-        assert str(path) in result.stdout
+        assert path.name in result.stdout
         records = [json.loads(line) for line in path.read_text().splitlines()]
         assert records, name
         assert all(r["module"] == name for r in records)
@@ -36,13 +38,19 @@ def test_demo_writes_every_family(tmp_path: Path) -> None:
 
 
 def test_validate_config_reports_errors(tmp_path: Path) -> None:
-    """Bad YAML exits 1 with the key and value; a bad environment value also exits 1."""
-    (tmp_path / "bad.yaml").write_text("logging: {rotation: {backup_count: zero}}\n")
+    """Bad YAML exits 2 (a configuration error) with every bad key and value at once; a bad
+    environment value also exits 2."""
+    (tmp_path / "bad.yaml").write_text("logging: {rotation: {backup_count: zero}, strict: maybe}\n"
+                                       "log_cleanup: {retention_dayz: 3}\n")
     bad = monitoring("validate-config", "--config", "bad.yaml", cwd=tmp_path)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "invalid value for 'logging.rotation.backup_count' in bad.yaml: 'zero'" in bad.stderr
+    assert "invalid value for 'logging.strict' in bad.yaml: 'maybe'" in bad.stderr
+    assert "unknown key 'log_cleanup.retention_dayz'" in bad.stderr
+    assert "did you mean 'retention_days'?" in bad.stderr
+    assert "3 errors, 0 warnings" in bad.stderr
     env = monitoring("validate-config", cwd=tmp_path, env={"MONITORING_ENABLED": "perhaps"})
-    assert env.returncode == 1
+    assert env.returncode == 2
     assert "MONITORING_ENABLED='perhaps'" in env.stderr
     good = monitoring("validate-config", cwd=tmp_path)
     assert good.returncode == 0

@@ -8,6 +8,8 @@ import pytest
 
 from infrastructure.monitoring import ConfigError, PerformanceMonitorFactory, load_settings
 from infrastructure.monitoring.config import DEFAULT_CONFIG_PATH
+from infrastructure.monitoring.query import LogParser
+from infrastructure.monitoring.query.reports import build_report
 
 from .conftest import REPO_ROOT, read_records
 
@@ -80,6 +82,7 @@ log_cleanup: {retention_days: 7}
         ("logging: {rotation: {max_bytes: lots}}", r"'logging\.rotation\.max_bytes'.*'lots'; expected a size"),
         ("logging: {strict: maybe}", r"'logging\.strict'.*'maybe'; expected true or false"),
         ("logging: {modules: {llm: {file: ../../etc/passwd}}}", r"'logging\.modules\.llm\.file'.*no '/'"),
+        ("logging: {modules: {llm: {file: llm.jsonl}}}", r"'logging\.modules\.llm\.file'.*'llm\.jsonl'.*'\.log'"),
         ("logging: {file_mode: '0200'}", r"'logging\.file_mode'.*owner read and write"),
         ("log_cleanup: {retention_days: -1}", r"'log_cleanup\.retention_days'.*-1; expected a number > 0"),
         ("log_cleanup: {retention_dayz: 3}", r"'log_cleanup\.retention_dayz'.*did you mean 'retention_days'"),
@@ -138,6 +141,27 @@ def test_singleton_reads_config_from_environment(
     factory.create_monitor("llm").record_llm_call("gpt-4", "openai", 1.0, 1, 2)
     (record,) = read_records(log_dir / "models.log")
     assert record["total_tokens"] == 3
+
+
+def test_a_renamed_file_is_read_as_its_module_without_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``modules.llm.file: models.log`` is still module ``llm`` to a reader that never saw the config
+    (the command line on another shell, the shipper): the query, the report and the cleaner agree."""
+    log_dir = tmp_path / "logs"
+    path = write_yaml(tmp_path, f"logging: {{log_dir: {log_dir}, modules: {{llm: {{file: models.log}}}}}}\n")
+    monkeypatch.setenv("MONITORING_CONFIG", str(path))
+    factory = PerformanceMonitorFactory.get_instance()
+    factory.create_monitor("llm").record_llm_call("gpt-4", "openai", 1.0, 1, 2)
+    factory.create_monitor("tool").record_tool_call("search", 0.5, success=True)
+    PerformanceMonitorFactory.reset_instance()
+    monkeypatch.delenv("MONITORING_CONFIG")
+    parser = LogParser(log_dir)
+    assert parser.modules() == ["llm", "tool"]
+    assert parser.query("llm", aggs=["count", "sum:total_tokens"]).rows == [{"count": 1, "sum_total_tokens": 3}]
+    llm = build_report(parser, hours=1).section("llm")
+    assert llm is not None
+    assert [r["model"] for r in llm.rows] == ["gpt-4"]
 
 
 def test_bad_config_fails_at_first_use_and_shutdown_stays_quiet(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,8 +25,10 @@ from .test_query import T0, write_timed_family
 EXE = str(Path(sys.executable).with_name("monitoring"))
 
 
-def monitoring(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+def monitoring(*args: str, timeout: float = 120, columns: int = 100) -> subprocess.CompletedProcess[str]:
+    """The installed console script, its output piped as in a script, ``columns`` wide."""
+    return subprocess.run([EXE, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "COLUMNS": str(columns)})
 
 
 @pytest.fixture
@@ -84,7 +88,7 @@ def test_report_prints_readable_sections(tmp_path: Path) -> None:
     demo = monitoring("demo", "--seconds", "1", "--log-dir", str(folder))
     assert demo.returncode == 0, demo.stderr
     assert "LLM calls by provider and model" in demo.stdout  # the demo ends with the report
-    done = monitoring("report", "--log-dir", str(folder), "--hours", "1")
+    done = monitoring("report", "--log-dir", str(folder), "--hours", "1", columns=250)
     assert done.returncode == 0, done.stderr
     for title in ("LLM calls by provider and model", "Tool calls by tool", "Checkpoints", "Tasks and agents"):
         assert title in done.stdout
@@ -108,9 +112,12 @@ def test_status_shows_families_and_writer_faults(tmp_path: Path) -> None:
     (folder / "llm_metrics.log.1.gz").write_bytes(__import__("gzip").compress(b'{"timestamp": 1.0}\n' * 3))
     done = monitoring("status", "--log-dir", str(folder))
     assert done.returncode == 0, done.stderr
-    line = next(row for row in done.stdout.splitlines() if "│ llm" in row)
-    assert line.split("│")[2].strip() == "2"  # files
-    assert line.split("│")[5].strip() == "9"  # records: 6 + 3
+    header = next(row for row in done.stdout.splitlines() if row.startswith("module"))
+    line = next(row for row in done.stdout.splitlines() if row.startswith("llm "))
+    cells = dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", line.strip()), strict=True))
+    assert cells["files"] == "2"
+    assert cells["records"] == "9"  # 6 + 3
+    assert cells["skipped"] == "0"
     assert "free disk" in done.stdout
     assert "No space left on device" in done.stdout
     assert "17" in done.stdout

@@ -4,13 +4,37 @@ what would be valid."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ._parsers import parse_duration, parse_size
 from .errors import ConfigError
 
 Validator = Callable[[Any, str, str], Any]
+
+_COLLECTED: contextvars.ContextVar[list[ConfigError] | None] = contextvars.ContextVar("config_errors", default=None)
+
+
+@contextlib.contextmanager
+def collecting_errors() -> Iterator[list[ConfigError]]:
+    """Inside, a bad key or value is added to the yielded list and skipped (its default kept)
+    instead of raised, so ``monitoring validate-config`` can report every error at once."""
+    found: list[ConfigError] = []
+    token = _COLLECTED.set(found)
+    try:
+        yield found
+    finally:
+        _COLLECTED.reset(token)
+
+
+def _refuse(error: ConfigError) -> None:
+    collected = _COLLECTED.get()
+    if collected is None:
+        raise error
+    if all(e.key != error.key for e in collected):  # a missing key after its bad value: said already
+        collected.append(error)
 
 
 def _bool(value: Any, key: str, src: str) -> bool:
@@ -84,8 +108,12 @@ def _section(
         path = f"{key}.{name}" if key else str(name)
         check = schema.get(name) if isinstance(name, str) else None
         if check is None:
-            raise ConfigError.unknown_key(path, value, schema, source=src)
-        out[name] = check(value, path, src)
+            _refuse(ConfigError.unknown_key(path, value, schema, source=src))
+            continue
+        try:
+            out[name] = check(value, path, src)
+        except ConfigError as exc:
+            _refuse(exc)
     return out
 
 

@@ -1,37 +1,104 @@
-"""The ``monitoring`` command: a thin layer that parses, calls the library and prints.
+"""The ``monitoring`` command: parse the flags, call the library, print (``_views.py``).
 
-Exit status: 0 success, 1 an error the user can fix (bad config), 2 bad usage.
+Exit status, one meaning each:
+
+* 0: success;
+* 1: the answer is bad news: an alert fires (``alerts --check``), an objective is breached
+  (``slo --check``), a file could not be cleaned, the shipper could not catch up; or, as grep
+  has it, ``grep`` found nothing;
+* 2: the question could not be asked: bad flags, a bad or incomplete configuration, a log
+  folder that does not exist.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
+import os
+import re
+import signal
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from dependency_injector import providers
 
-from ._parsers import format_size
+from . import _views as views
+from ._parsers import format_size, parse_duration
+from ._validate import collecting_errors
 from .config import MonitoringSettings, load_settings
 from .di_config import MonitoringContainer
-from .errors import MonitoringError
+from .errors import MonitoringError, QueryError
 from .factory import PerformanceMonitorFactory
-from .log_cleaner import CleanupResult
+from .ops_config import missing_secrets
 
 __all__ = ["main"]
+
+_FLAGS = {"last": "--last", "since": "--since", "until": "--until", "order_by": "--order-by",
+          "max_groups": "--max-groups", "where": "--where", "aggs": "--agg", "bucket": "--bucket",
+          "group_by": "--group-by"}
+
+
+class Problem(click.ClickException):
+    """The question could not be asked (a configuration or a folder at fault): exit 2, as for bad flags."""
+
+    exit_code = 2
+
+
+class _EchoWarnings(logging.Handler):
+    """The library's warnings (a field that occurs nowhere, a damaged file) as ``warning: ...`` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {self.format(record)}", err=True)
+
+
+def _usage(exc: QueryError) -> click.UsageError:
+    """A query error in the command line's words: ``--last``, not ``last``."""
+    message = str(exc)
+    named = [p for p in exc.params if re.search(rf"\b{p}\b", message)]
+    for param in named:
+        message = re.sub(rf"\b{param}\b", _FLAGS.get(param, param), message)
+    if exc.params and not named:
+        message = "/".join(_FLAGS.get(p, p) for p in exc.params) + f": {message}"
+    return click.UsageError(message)
 
 
 def _settings(config: str | None, log_dir: str | None, problems: list[str] | None = None) -> MonitoringSettings:
     overrides: dict[str, Any] = {"logging": {"log_dir": log_dir}} if log_dir else {}
     try:
-        return load_settings(config, overrides=overrides, problems=problems)
+        settings = load_settings(config, overrides=overrides, problems=problems)
     except MonitoringError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Problem(str(exc)) from exc
+    # the copies' module (and the query package around it) loads only where copies are used
+    from .query.columnar import set_default_enabled  # the read side, loaded by the commands that read (~0.2 s)
+
+    set_default_enabled(settings.query.columnar_cache)  # every query of this command follows the switch
+    return settings
+
+
+def _folder(settings: MonitoringSettings, log_dir: str | None) -> Path:
+    """The log folder to read; a folder that does not exist is an error saying where it was looked
+    for, what chose it and how to choose another (an empty answer would look like "no traffic")."""
+    folder = settings.logging.log_dir
+    if folder.is_dir():
+        return folder
+    origin = "--log-dir" if log_dir else settings.log_dir_origin
+    if log_dir and not Path(log_dir).is_absolute():
+        origin += f", relative to the working directory {Path.cwd()}"
+    raise Problem(f"the log folder {folder} does not exist (chosen by {origin}). Point to the folder your "
+                  "application writes with --log-dir DIR, the environment variable MONITORING_LOG_DIR or "
+                  "logging.log_dir in the configuration; `monitoring demo` writes a sample one.")
+
+
+def _read_folder(config: str | None, log_dir: str | None) -> Path:
+    return _folder(_settings(config, log_dir), log_dir)
 
 
 def _factory(settings: MonitoringSettings) -> PerformanceMonitorFactory:
@@ -40,7 +107,35 @@ def _factory(settings: MonitoringSettings) -> PerformanceMonitorFactory:
     return PerformanceMonitorFactory(container)
 
 
-_human = format_size
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal (stderr), nothing when the output is piped."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console  # rich: only for a progress bar on a terminal
+    from rich.progress import (  # rich: only for a progress bar on a terminal
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(target)
 
 
 _config_option = click.option(
@@ -49,102 +144,182 @@ _config_option = click.option(
 )
 _log_dir_option = click.option("--log-dir", "log_dir", type=click.Path(file_okay=False), default=None,
                                help="Log folder, overriding the configuration.")
+_sparklines_option = click.option("--sparklines/--no-sparklines", default=None,
+                                  help="Trend lines beside the numbers (default: on a terminal only).")
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a reading command finds the records: the log folder, or the ClickHouse table."""
+
+    url: str | None
+    database: str | None
+    kind: str | None
+
+    @property
+    def cluster(self) -> bool:
+        if self.kind == "files" and self.url is not None:
+            raise click.UsageError("--source files reads the log folder: leave out --clickhouse")
+        if self.database is not None and self.url is None and self.kind is None:
+            raise click.UsageError("--database names a ClickHouse database: give --clickhouse URL or "
+                                   "--source clickhouse with it")
+        return self.url is not None or self.kind == "clickhouse"
+
+
+def _source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--clickhouse URL`` / ``--database DB`` / ``--source files|clickhouse``, handed to the command as
+    one ``source``; a server that cannot answer is a problem (exit 2), as a missing folder is."""
+
+    @functools.wraps(command)
+    def run(*args: Any, clickhouse: str | None, database: str | None, source_kind: str | None, **kwargs: Any) -> Any:
+        from .fleet.clickhouse import ClickHouseError  # ClickHouse: loaded only by the commands that talk to it
+
+        try:
+            return command(*args, source=_Source(clickhouse, database, source_kind), **kwargs)
+        except ClickHouseError as exc:
+            raise Problem(str(exc)) from exc
+
+    for option in (
+        click.option("--source", "source_kind", type=click.Choice(["files", "clickhouse"]), default=None,
+                     help="Read the log folder (default) or the configured ClickHouse table (clickhouse: section)."),
+        click.option("--database", default=None, help="ClickHouse database (default: clickhouse.database)."),
+        click.option("--clickhouse", default=None, metavar="URL",
+                     help="Read the fleet's ClickHouse table at this HTTP URL instead of the log folder "
+                          "(user and password: clickhouse.user, MONITORING_CLICKHOUSE_USER / _PASSWORD)."),
+    ):
+        run = option(run)
+    return run
+
+
+def _records(settings: MonitoringSettings, log_dir: str | None, source: _Source) -> Any:
+    """The records a reading command answers from: the log folder (which must exist), or the table."""
+    if source.cluster:
+        from .fleet.console import cluster_reader  # ClickHouse: loaded only by the commands that talk to it
+
+        parser = cluster_reader(settings, source.url, source.database)
+        click.get_current_context().call_on_close(parser.close)
+        return parser
+    from .query import LogParser  # the read side, loaded by the commands that read (~0.2 s)
+
+    return LogParser(_folder(settings, log_dir))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llm-telemetry-logs")
-def main() -> None:
-    """Zero-memory telemetry for LLM applications: record metrics as JSON lines, then ask the logs."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Zero-memory telemetry for LLM applications: record metrics as JSON lines, then ask the logs.
+
+    \b
+    Exit status: 0 success; 1 bad news (an alert fires with `alerts --check`, an
+    objective is breached with `slo --check`, a file could not be cleaned, `grep`
+    found nothing); 2 the question could not be asked (bad flags, bad
+    configuration, no log folder).
+    """
+    package = logging.getLogger("infrastructure.monitoring")
+    handler = _EchoWarnings(logging.WARNING)
+    package.addHandler(handler)
+    ctx.call_on_close(lambda: package.removeHandler(handler))
+
+
+# --------------------------------------------------------------------------- writing and housekeeping
 
 
 @main.command()
 @click.option("--seconds", type=click.FloatRange(0.1, 3600), default=3.0, show_default=True,
-              help="How long to record.")
+              help="How long to record live.")
+@click.option("--history", default=None, metavar="SPAN",
+              help="First write a realistic history reaching this far back (e.g. 6h, 2d): traces, a profile, "
+                   "an alert that fires.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated workload.")
 @_config_option
 @_log_dir_option
-def demo(seconds: float, seed: int, config: str | None, log_dir: str | None) -> None:
-    """Record a few seconds of a realistic LLM/agent workload into the log folder."""
-    from ._demo import run_demo
+def demo(seconds: float, history: str | None, seed: int, config: str | None, log_dir: str | None) -> None:
+    """Record a realistic LLM/agent workload into the log folder, then report on it."""
+    from ._demo import run_demo  # the demo workload: only `demo` loads it
+    from .query import LogParser  # the read side, loaded by the commands that read (~0.2 s)
+    from .query.reports import build_report  # the read side, loaded by the commands that read (~0.2 s)
 
+    span = None
+    if history is not None:
+        try:
+            span = parse_duration(history)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--history") from exc
     settings = _settings(config, log_dir)
     if not settings.enabled:
-        raise click.ClickException("monitoring is switched off (enabled: false or MONITORING_ENABLED=0)")
+        raise Problem("monitoring is switched off (enabled: false or MONITORING_ENABLED=0)")
     folder = settings.logging.log_dir
-    sizes_before = {p.name: p.stat().st_size for p in folder.glob("*")} if folder.is_dir() else {}
+    before = {p.name: p.stat().st_size for p in folder.glob("*")} if folder.is_dir() else {}
     factory = _factory(settings)
-    click.echo(f"Recording a simulated LLM/agent workload for {seconds:g}s into {folder}/ ...")
+    what = f"{history} of history, then {seconds:g}s live" if history else f"{seconds:g}s"
+    views.say(f"Recording a simulated LLM/agent workload ({what}) into {folder}/ ...")
     try:
-        result = run_demo(factory, seconds, seed=seed)
+        result = run_demo(factory, seconds, seed=seed, history=span)
     finally:
         factory.shutdown()
-    click.echo(f"Recorded {result.records} records in {result.seconds:.1f}s:")
-    rows = []
-    for path in sorted(folder.glob("*_metrics.log")):
-        grown = path.stat().st_size - sizes_before.get(path.name, 0)
-        lines = _count_lines(path)
-        rows.append((str(path), lines, _human(path.stat().st_size), _human(max(grown, 0))))
-    width = max((len(r[0]) for r in rows), default=10)
-    click.echo(f"  {'file':<{width}}  {'lines':>7}  {'size':>10}  {'added':>10}")
-    for name, lines, size, added in rows:
-        click.echo(f"  {name:<{width}}  {lines:>7}  {size:>10}  {added:>10}")
-    click.echo(f"Each line is one JSON record; try:  tail -n 3 {folder}/llm_metrics.log")
-    from .query import LogParser
-    from .query.reports import build_report
-
-    click.echo()
-    print_report(build_report(LogParser(folder), hours=max(seconds, 60) / 3600 + 1 / 60))
-
-
-def _count_lines(path: Path) -> int:
-    from .query.storage import count_lines
-
-    return count_lines(path)
+    views.say(f"Recorded {result.records:,} records in {result.seconds:.1f}s; each line is one JSON record:")
+    views.print_files(folder, before)
+    parser = LogParser(folder)
+    report = build_report(parser, hours=(span or max(seconds, 60)) / 3600 + 1 / 60)
+    views.print_report(report)
+    views.say()
+    for line in views.NEXT_STEPS:
+        views.say(line)
 
 
 @main.command("validate-config")
 @_config_option
 def validate_config(config: str | None) -> None:
-    """Load the configuration and the environment; exit 1 on any problem."""
+    """Check the configuration and the environment; every problem is listed (exit 2 on any)."""
+    from .alerts.engine import describe_rules  # the alert engine: only the commands that need it load it
+
     problems: list[str] = []
-    settings = _settings(config, None, problems)
+    with collecting_errors() as errors:
+        settings = _settings(config, None, problems)
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
     log = settings.logging
-    click.echo(f"configuration: {settings.source}")
-    click.echo(f"enabled: {settings.enabled}")
-    click.echo(f"log_dir: {log.log_dir}")
-    rotation = log.rotation
-    click.echo(f"rotation: max_bytes={rotation.max_bytes} backup_count={rotation.backup_count} when={rotation.when}")
-    modules = ", ".join(f"{k}->{v.file}" + ("" if v.enabled else " (off)") for k, v in log.modules.items())
-    click.echo(f"modules: {modules}")
-    cleanup = settings.log_cleanup
-    click.echo(f"log_cleanup: enabled={cleanup.enabled} retention_days={cleanup.retention_days:g} "
-               f"dry_run={cleanup.dry_run} every {cleanup.check_interval_hours:g}h "
-               f"patterns={list(cleanup.log_patterns)}")
+    rotation, cleanup = log.rotation, settings.log_cleanup
+    lines = [
+        f"configuration: {settings.source}",
+        f"enabled: {settings.enabled}",
+        f"log_dir: {log.log_dir} (chosen by {settings.log_dir_origin})",
+        f"rotation: max_bytes={rotation.max_bytes} backup_count={rotation.backup_count} when={rotation.when}",
+        "modules: " + ", ".join(f"{k}->{v.file}" + ("" if v.enabled else " (off)") for k, v in log.modules.items()),
+        f"log_cleanup: enabled={cleanup.enabled} retention_days={cleanup.retention_days:g} "
+        f"dry_run={cleanup.dry_run} every {cleanup.check_interval_hours:g}h patterns={list(cleanup.log_patterns)}",
+    ]
     extras = {"max_total_size": cleanup.max_total_size, "compress_after_days": cleanup.compress_after_days,
               "min_free_space": cleanup.min_free_space}
     if any(v is not None for v in extras.values()):
-        click.echo("  " + " ".join(f"{k}={v}" for k, v in extras.items() if v is not None))
-    system = settings.system_metrics
-    click.echo(f"system_metrics: enabled={system.enabled} every {system.interval_seconds:g}s")
-    pricing = settings.pricing
-    click.echo(f"pricing: {len(pricing.models)} models, version={pricing.version}, currency={pricing.currency}")
-    click.echo(f"tracing: sample_rate={settings.tracing.sample_rate:g}")
-    alerts = settings.alerts
-    kinds = ", ".join(n.kind for n in alerts.notifiers) or "none"
-    click.echo(f"alerts: enabled={alerts.enabled} {len(alerts.rules)} rules every {alerts.interval_seconds:g}s, "
-               f"notifiers: {kinds}")
-    from .alerts.engine import describe_rules
-
-    for line in describe_rules(alerts.rules):
-        click.echo(f"  {line}")
-    click.echo(f"slos: {', '.join(f'{s.name} ({s.objective} {s.target:g})' for s in settings.slos) or 'none'}")
-    server, otlp = settings.server, settings.otlp
-    click.echo(f"server: {server.host}:{server.port} buckets={list(server.buckets)}")
-    click.echo(f"otlp: enabled={otlp.enabled} endpoint={otlp.endpoint} modules={list(otlp.modules)}")
-    if problems:
-        sys.exit(1)
+        lines.append("  " + " ".join(f"{k}={v}" for k, v in extras.items() if v is not None))
+    pricing, alerts, system = settings.pricing, settings.alerts, settings.system_metrics
+    lines += [
+        f"system_metrics: enabled={system.enabled} every {system.interval_seconds:g}s",
+        f"pricing: {len(pricing.models)} models, version={pricing.version}, currency={pricing.currency}",
+        f"tracing: sample_rate={settings.tracing.sample_rate:g}",
+        f"alerts: enabled={alerts.enabled} {len(alerts.rules)} rules every {alerts.interval_seconds:g}s, "
+        f"notifiers: {', '.join(f'{n.name} ({n.kind})' for n in alerts.notifiers) or 'none'}, "
+        f"{len(alerts.routes)} routes, group_wait={alerts.group_wait:g}s group_interval={alerts.group_interval:g}s",
+        *(f"  {line}" for line in describe_rules(alerts.rules)),
+        *(f"  note: {line}" for line in missing_secrets(alerts, os.environ)),
+        f"global labels: {settings.global_labels or 'none'}",
+        f"slos: {', '.join(f'{s.name} ({s.objective} {s.target:g})' for s in settings.slos) or 'none'}",
+        f"server: {settings.server.host}:{settings.server.port} buckets={list(settings.server.buckets)}",
+        f"otlp: enabled={settings.otlp.enabled} endpoint={settings.otlp.endpoint} "
+        f"modules={list(settings.otlp.modules)}",
+        f"clickhouse: ship={settings.clickhouse.ship} {settings.clickhouse.url} "
+        f"{settings.clickhouse.database}.{settings.clickhouse.table} cluster={settings.clickhouse.cluster} "
+        f"ttl={settings.clickhouse.ttl}",
+    ]
+    for line in lines:
+        click.echo(line)
+    if errors or problems:
+        click.echo(f"{len(errors)} errors, {len(problems)} warnings", err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -161,56 +336,15 @@ def cleanup(days: float | None, dry_run: bool, as_json: bool, config: str | None
     try:
         result = factory.force_log_cleanup(dry_run=True if dry_run else None, retention_days=days)
     except MonitoringError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Problem(str(exc)) from exc
     finally:
         factory.shutdown()
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        _print_cleanup(result, days if days is not None else settings.log_cleanup.retention_days)
+        views.print_cleanup(result, days if days is not None else settings.log_cleanup.retention_days)
     if result.errors:
         sys.exit(1)
-
-
-def _print_cleanup(result: CleanupResult, days: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    if result.skipped:
-        console.print(f"Cleanup of {result.log_dir} skipped: {result.skipped}")
-        return
-    would = result.dry_run
-    console.print(f"{'Dry run: ' if would else ''}cleanup of {result.log_dir} (retention {days:g} days)")
-    table = Table(show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("files scanned", str(result.files_scanned))
-    table.add_row("would delete" if would else "deleted", f"{result.files_deleted} ({_human(result.bytes_freed)})")
-    if result.files_retired:
-        table.add_row("idle live files retired", str(result.files_retired))
-    if result.files_compressed:
-        saved = "" if would else f" (saved {_human(result.bytes_saved)})"
-        table.add_row("would compress" if would else "compressed", f"{result.files_compressed}{saved}")
-    if result.symlinks_skipped:
-        table.add_row("symlinks left alone", str(result.symlinks_skipped))
-    if result.files_changed:
-        table.add_row("changed meanwhile (next run)", str(result.files_changed))
-    table.add_row("errors", str(result.errors), style="red" if result.errors else None)
-    table.add_row("remaining in matched files", _human(result.bytes_remaining))
-    if result.free_bytes is not None:
-        table.add_row("free disk", _human(result.free_bytes))
-    table.add_row("duration", f"{result.duration_seconds:.3f}s")
-    console.print(table)
-    shown = 20
-    for label, paths in (("would delete" if would else "deleted", result.deleted),
-                         ("would compress" if would else "compressed", result.compressed)):
-        for path in paths[:shown]:
-            console.print(f"  {label}: {path}")
-        if len(paths) > shown:
-            console.print(f"  ... and {len(paths) - shown} more (see cleaner_metrics.log)")
-    for path, reason in result.failures[:shown]:
-        console.print(f"  [red]error[/red]: {path}: {reason}")
 
 
 @main.command()
@@ -221,10 +355,8 @@ def _print_cleanup(result: CleanupResult, days: float) -> None:
 @_config_option
 @_log_dir_option
 def run(system_interval: float | None, interval_hours: float | None, config: str | None, log_dir: str | None) -> None:
-    """Run the scheduled jobs (cleanup, system sampling) in the foreground until SIGINT or SIGTERM."""
-    import signal
-    import threading
-
+    """Run the scheduled jobs (cleanup, sampling, alerts, exports) in the foreground until SIGINT or SIGTERM;
+    SIGHUP reloads the configuration (a bad new file is reported and the running one kept)."""
     overrides: dict[str, Any] = {}
     if log_dir:
         overrides["logging"] = {"log_dir": log_dir}
@@ -235,24 +367,35 @@ def run(system_interval: float | None, interval_hours: float | None, config: str
     try:
         settings = load_settings(config, overrides=overrides)
     except MonitoringError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
+        raise Problem(str(exc)) from exc
+    stop, reload = threading.Event(), threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            reload.set()
+            return
         click.echo(f"received {signal.Signals(signum).name}, stopping ...")
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    factory = _factory(settings)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    factory, runs = _factory(settings), 0
     try:
-        service = factory.get_scheduled_cleaner(start=False)
-        service.first_run_delay = 1.0  # a process of its own: nothing else to let start up first
-        service.start()
-        click.echo(f"monitoring jobs running for {settings.logging.log_dir}: {service.describe()}")
-        click.echo("press Ctrl+C to stop", err=True)
+        service = _start_jobs(factory, settings)
+        click.echo("press Ctrl+C to stop; SIGHUP reloads the configuration", err=True)
         while not stop.wait(0.5):
-            pass
-        runs = service.runs
+            if reload.is_set():
+                reload.clear()
+                try:
+                    fresh = load_settings(config, overrides=overrides)
+                except MonitoringError as exc:
+                    click.echo(f"error: the new configuration was refused, the running one stays: {exc}", err=True)
+                    continue
+                runs += service.runs
+                factory.shutdown()
+                factory, settings = _factory(fresh), fresh
+                service = _start_jobs(factory, settings)
+        runs += service.runs
     finally:
         factory.shutdown()
         for sig, handler in previous.items():
@@ -260,114 +403,16 @@ def run(system_interval: float | None, interval_hours: float | None, config: str
     click.echo(f"stopped cleanly after {runs} cleanup runs")
 
 
+def _start_jobs(factory: PerformanceMonitorFactory, settings: MonitoringSettings) -> Any:
+    service = factory.get_scheduled_cleaner(start=False)
+    service.first_run_delay = 1.0  # a process of its own: nothing else to let start up first
+    service.build_copies = True  # the dedicated process makes the columnar copies (query.columnar_cache)
+    service.start()
+    click.echo(f"monitoring jobs running for {settings.logging.log_dir} ({settings.source}): {service.describe()}")
+    return service
+
+
 # --------------------------------------------------------------------------- reading the logs
-
-
-def _log_folder(config: str | None, log_dir: str | None) -> Path:
-    return Path(log_dir) if log_dir else _settings(config, None).logging.log_dir
-
-
-@contextlib.contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on a terminal (stderr), nothing when the output is piped."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=_console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _console(*, stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200  # piped or captured: do not fold tables at 80 columns
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
-
-
-_FIELD_LABELS = {
-    "response_time": "latency s", "time_to_first_token": "ttft s", "duration": "dur s",
-    "prompt_tokens": "prompt tok", "completion_tokens": "compl tok", "total_tokens": "tokens",
-    "input_tokens": "input tok", "cpu_percent": "cpu %", "memory_percent": "mem %", "process_rss_bytes": "rss",
-}
-_AGG_LABELS = {"count": "count", "errors": "errors", "error_rate": "error %", "rate": "per s"}
-
-
-def _header(column: str) -> str:
-    """A short column title: ``p95_response_time`` -> ``p95 latency s``, ``sum_total_tokens`` -> ``tokens``."""
-    if column in _AGG_LABELS:
-        return _AGG_LABELS[column]
-    kind, _, field = column.partition("_")
-    if field and (kind in ("avg", "min", "max", "sum", "latest") or (kind[:1] == "p" and kind[1:2].isdigit())):
-        label = _FIELD_LABELS.get(field, field)
-        return label if kind == "sum" else f"{kind} {label}"
-    return column
-
-
-def _cell(name: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if name.endswith("error_rate") or name in ("measured", "budget_left"):
-            return f"{value:.2%}"
-        if "bytes" in name or name.endswith("_size"):
-            return _human(value)
-        if value.is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return _human(value) if ("bytes" in name or name.endswith("_size")) else f"{value:,}"
-    return str(value)
-
-
-def _table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for c in columns:
-        numeric = any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
-        table.add_column(_header(c), justify="right" if numeric else "left", overflow="fold")
-    for r in rows:
-        table.add_row(*(_cell(c, r.get(c)) for c in columns))
-    return table
-
-
-def _window_text(since: float | None, until: float | None) -> str:
-    from datetime import UTC, datetime
-
-    def iso(t: float | None) -> str:
-        return "the beginning" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-    return f"{iso(since)} to {iso(until) if until is not None else 'now'}"
-
-
-def _print_skipped(console: Any, skipped: Any) -> None:
-    if not skipped:
-        return
-    console.print(f"[yellow]{skipped.summary()}[/yellow]")
-    for s in skipped.samples[:5]:
-        console.print(f"  {s.file}:{s.line or '?'} {s.reason}: {s.excerpt[:80]}")
-
-
-def print_report(report: Any, console: Any | None = None) -> None:
-    console = console or _console()
-    console.print(f"[bold]Report[/bold] for {_window_text(report.since, report.until)} "
-                  f"({report.seconds:.2f}s)")
-    if not report.sections:
-        console.print("no records in this window")
-    for section in report.sections:
-        console.print(_table(section.title, section.columns, section.rows))
-    _print_skipped(console, report.skipped)
 
 
 @main.command()
@@ -377,19 +422,33 @@ def print_report(report: Any, console: Any | None = None) -> None:
 @click.option("--module", default=None, help="Only this module's section(s): llm, tool, checkpoint, task, system.")
 @click.option("--session", "session_id", default=None, help="Summary of one agent session instead.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_sparklines_option
 @_config_option
 @_log_dir_option
+@_source_options
 def report(hours: float, everything: bool, module: str | None, session_id: str | None, fmt: str,
-           config: str | None, log_dir: str | None) -> None:
-    """Usage of LLMs, tools, checkpoints, tasks and the system over a window, from the logs."""
-    from .query import LogParser, QueryError
-    from .query.reports import build_report, report_json
+           sparklines: bool | None, config: str | None, log_dir: str | None, source: _Source) -> None:
+    """Usage of LLMs, tools, checkpoints, tasks and the system over a window, from the logs (or the fleet's
+    table: group by host with `query --group-by host`)."""
+    from .query.reports import (  # the read side, loaded by the commands that read (~0.2 s)
+        build_report,
+        report_json,
+        report_trends,
+    )
 
-    if session_id is not None:
-        _session_report(_log_folder(config, log_dir), session_id, fmt)
-        return
     settings = _settings(config, log_dir)
-    parser = LogParser(settings.logging.log_dir)
+    if session_id is not None and source.cluster:
+        raise click.UsageError("--session reads the log folder; leave out --clickhouse / --source clickhouse")
+    parser = _records(settings, log_dir, source)
+    if session_id is not None:
+        from .query.sessions import session_summary  # the read side, loaded by the commands that read (~0.2 s)
+
+        summary = session_summary(parser.log_dir, session_id)
+        if fmt == "json":
+            click.echo(json.dumps(summary, indent=2, default=str))
+        else:
+            views.print_session(summary)
+        return
     a = settings.anomalies
     anomalies = None if everything else {"window": a.window, "baseline": a.baseline, "k": a.k,
                                          "sustain": a.sustain, "min_count": a.min_count}
@@ -398,46 +457,20 @@ def report(hours: float, everything: bool, module: str | None, session_id: str |
             result = build_report(parser, hours=None if everything else hours, module=module, progress=progress,
                                   anomalies=anomalies)
     except QueryError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise _usage(exc) from exc
     if fmt == "json":
         click.echo(json.dumps(report_json(result), indent=2))
-    else:
-        print_report(result)
-
-
-def _session_report(folder: Path, session_id: str, fmt: str) -> None:
-    from .instrumentation.sessions import session_summary
-
-    summary = session_summary(folder, session_id)
-    if fmt == "json":
-        click.echo(json.dumps(summary, indent=2, default=str))
         return
-    console = _console()
-    env = summary.get("environment") or {}
-    console.print(f"[bold]Session {session_id}[/bold]  status: {summary.get('status') or 'running or unknown'}"
-                  + (f", {summary['duration']:.1f}s" if isinstance(summary.get("duration"), (int, float)) else ""))
-    if env:
-        console.print("  " + ", ".join(f"{k}={v}" for k, v in env.items() if v is not None))
-    if summary["tasks"]:
-        console.print(_table("Tasks", ["task_id", "description", "status", "duration"], summary["tasks"]))
-    if summary["agents"]:
-        console.print(_table("Agents", ["agent_type", "agent_name", "count", "errors", "sum_duration"],
-                             summary["agents"]))
-    if summary["tools"]:
-        console.print(_table("Tools", ["tool_name", "count", "errors", "sum_duration"], summary["tools"]))
-    if summary["llm"]:
-        console.print(_table("LLM calls", ["provider", "model", "count", "errors", "sum_prompt_tokens",
-                                           "sum_completion_tokens", "sum_total_tokens", "sum_cost"], summary["llm"]))
-    console.print(f"LLM calls: {summary['llm_calls']}, tokens: {summary['total_tokens']:,}, "
-                  f"estimated cost: {summary['estimated_cost']:.4f}"
-                  + (f" (+{summary['unpriced_calls']} unpriced calls)" if summary.get("unpriced_calls") else ""))
+    show = sys.stdout.isatty() if sparklines is None else sparklines
+    views.print_report(result, trends=report_trends(parser, result) if show else None)
 
 
 @main.command()
 @click.option("--module", "modules", multiple=True, help="Module (family) to read; repeatable; default all.")
 @click.option("--operation", "operations", multiple=True, help="Only these operations; repeatable.")
 @click.option("--where", "wheres", multiple=True, metavar="FIELD=VALUE",
-              help="Filter: FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>N, FIELD<=N, FIELD>=N; repeatable.")
+              help="Filter: FIELD=VALUE (or ==), FIELD!=VALUE, FIELD<N, FIELD>N, FIELD<=N, FIELD>=N, "
+                   "'FIELD in A,B', 'FIELD~REGEX'; repeatable.")
 @click.option("--since", default=None, help="Start (epoch seconds or ISO 8601).")
 @click.option("--until", default=None, help="End, exclusive (epoch seconds or ISO 8601).")
 @click.option("--last", default=None, help="The last span, e.g. 15m, 1h, 7d.")
@@ -451,52 +484,33 @@ def _session_report(folder: Path, session_id: str, fmt: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep the first N rows (top-N).")
 @click.option("--max-groups", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Beyond this many groups, the smaller ones fold into one __other__ row.")
-@click.option("--engine", type=click.Choice(["auto", "python", "duckdb"]), default="auto", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_sparklines_option
 @_config_option
 @_log_dir_option
+@_source_options
 def query(modules: tuple[str, ...], operations: tuple[str, ...], wheres: tuple[str, ...], since: str | None,
           until: str | None, last: str | None, group_by: tuple[str, ...], bucket: str | None, aggs: tuple[str, ...],
-          order_by: str | None, asc: bool, limit: int | None, max_groups: int, engine: str, fmt: str,
-          config: str | None, log_dir: str | None) -> None:
+          order_by: str | None, asc: bool, limit: int | None, max_groups: int, fmt: str, sparklines: bool | None,
+          config: str | None, log_dir: str | None, source: _Source) -> None:
     """Filter, group and aggregate records; prints a table, a JSON array of rows or CSV.
 
     \b
     Example: monitoring query --module llm --last 1h --group-by model \\
                  --agg count --agg p95:response_time --agg error_rate --format json
     """
-    from .query import LogParser, QueryError
-
-    parser = LogParser(_log_folder(config, log_dir))
+    parser = _records(_settings(config, log_dir), log_dir, source)
     try:
         with _progress("scanning") as progress:
             result = parser.query(
                 list(modules) or None, operation=list(operations) or None, where=list(wheres), since=since,
                 until=until, last=last, group_by=list(group_by), bucket=bucket, aggs=list(aggs) or ["count"],
                 order_by=order_by, descending=not asc, limit=limit, max_groups=max_groups, progress=progress,
-                engine=engine,
             )
     except QueryError as exc:
-        raise click.UsageError(str(exc)) from exc
-    columns = [*result.group_by, *result.aggregates]
-    if fmt == "json":
-        click.echo(json.dumps(result.rows))
-    elif fmt == "csv":
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in result.rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    else:
-        console = _console()
-        console.print(_table(f"{len(result.rows)} rows, {result.records_matched:,} records, "
-                             f"{_human(result.bytes_read)} read in {result.seconds:.2f}s", columns, result.rows))
-        if result.folded_groups:
-            console.print(f"{result.folded_groups:,} smaller groups folded into __other__ (--max-groups {max_groups})")
-    if result.skipped:
-        err = _console(stderr=True)
-        _print_skipped(err, result.skipped)
+        raise _usage(exc) from exc
+    show = (sys.stdout.isatty() and fmt == "table") if sparklines is None else sparklines
+    views.print_query(result, fmt, max_groups=max_groups, sparklines=show)
 
 
 @main.command()
@@ -507,9 +521,9 @@ def query(modules: tuple[str, ...], operations: tuple[str, ...], wheres: tuple[s
 @_log_dir_option
 def tail(module: str, lines: int, keep: bool, config: str | None, log_dir: str | None) -> None:
     """The last lines of a family's live file; with -f, every new line as it is written."""
-    from .query.storage import follow
+    from .query.storage import follow  # the read side, loaded by the commands that read (~0.2 s)
 
-    folder = _log_folder(config, log_dir)
+    folder = _read_folder(config, log_dir)
     out = sys.stdout.buffer
     try:
         for line in follow(folder, module, lines=lines, keep_going=lambda: keep):
@@ -522,87 +536,121 @@ def tail(module: str, lines: int, keep: bool, config: str | None, log_dir: str |
 
 
 @main.command()
+@click.argument("pattern")
+@click.option("--module", "modules", multiple=True, help="Only this family; repeatable; default all.")
+@click.option("--field", default=None, help="Match this field's text instead of the whole line.")
+@click.option("--where", "wheres", multiple=True, metavar="FIELD=VALUE", help="Also filter, as in query; repeatable.")
+@click.option("--since", default=None, help="Start (epoch seconds or ISO 8601).")
+@click.option("--until", default=None, help="End, exclusive (epoch seconds or ISO 8601).")
+@click.option("--last", default=None, help="The last span, e.g. 15m, 1h, 7d.")
+@click.option("-i", "--ignore-case", "ignore_case", is_flag=True, help="Ignore case, as (?i) does.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the N most recent matches.")
 @_config_option
 @_log_dir_option
-def status(config: str | None, log_dir: str | None) -> None:
-    """Storage at a glance: families, files, bytes, records, time span, free disk, writer faults."""
-    from .query.storage import folder_status
+def grep(pattern: str, modules: tuple[str, ...], field: str | None, wheres: tuple[str, ...], since: str | None,
+         until: str | None, last: str | None, ignore_case: bool, limit: int | None, config: str | None,
+         log_dir: str | None) -> None:
+    """Print the records whose line (or --field) matches the regular expression PATTERN, one JSON
+    line each, oldest first, across rotated and .gz files.
 
-    state = folder_status(_log_folder(config, log_dir))
-    console = _console()
-    rows = [{"module": f.module, "files": f.files, "gz": f.compressed_files, "size": f.bytes,
-             "records": f.records, "oldest": _window_text(f.oldest, None).split(" to ")[0] if f.oldest else "-",
-             "newest": _window_text(f.newest, None).split(" to ")[0] if f.newest else "-"} for f in state.families]
-    console.print(_table(f"Log folder {state.log_dir}", ["module", "files", "gz", "size", "records", "oldest",
-                                                         "newest"], rows))
-    if state.free_bytes is not None and state.total_bytes:
-        console.print(f"free disk: {_human(state.free_bytes)} of {_human(state.total_bytes)} "
-                      f"({state.free_bytes / state.total_bytes:.0%})")
-    if state.faults:
-        console.print(_table("Writer faults reported in the logs", ["module", "count", "sum_dropped", "latest_fault"],
-                             state.faults))
-    else:
-        console.print("writer faults: none reported")
+    \b
+    Exit status as grep's: 0 something matched, 1 nothing did, 2 a bad pattern, flag or folder.
+    Example: monitoring grep 'rate.?limit' --module llm --last 1h
+    """
+    import orjson  # the reading side loads when a reading command runs, not with every command
+
+    from .query import LogParser, SkipReport  # (the same)
+    from .query.search import search  # (the same)
+
+    parser, skipped, found = LogParser(_read_folder(config, log_dir)), SkipReport(), 0
+    out = sys.stdout.buffer
+    try:
+        for record in search(parser, pattern, module=list(modules) or None, field=field, where=wheres, since=since,
+                             until=until, last=last, ignore_case=ignore_case, limit=limit, skipped=skipped):
+            out.write(orjson.dumps(record) + b"\n")
+            found += 1
+        out.flush()
+    except QueryError as exc:
+        raise _usage(exc) from exc
+    except BrokenPipeError:
+        sys.stderr.close()
+        return
+    views.print_skipped(skipped)
+    if not found:
+        sys.exit(1)
+
+
+@main.command()
+@_config_option
+@_log_dir_option
+@_source_options
+def status(config: str | None, log_dir: str | None, source: _Source) -> None:
+    """Storage at a glance: families, files, sizes, records and skipped lines, free disk, writer faults
+    (with --clickhouse: the table's modules, hosts, time span and parts)."""
+    from .fleet.progress import shipping_status  # only its state file: no HTTP code
+    from .query.storage import folder_status  # the read side, loaded by the commands that read (~0.2 s)
+
+    if source.cluster:
+        from .fleet.console import print_table_status  # ClickHouse: loaded only by the commands that talk to it
+
+        print_table_status(_records(_settings(config, log_dir), log_dir, source).status())
+        return
+    state = folder_status(_read_folder(config, log_dir))
+    views.print_status(state)
+    shipping = shipping_status(state.log_dir)
+    for line in shipping.lines() if shipping is not None else []:
+        click.echo(line)
 
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "prometheus"]), required=True)
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="File to write (written whole, then renamed into place).")
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), required=True,
+              help="File to write (written whole, then renamed into place); - for standard output.")
 @_config_option
 @_log_dir_option
 def export(fmt: str, hours: float, output: str, config: str | None, log_dir: str | None) -> None:
     """Write the report of the last N hours as JSON, CSV or Prometheus text."""
-    from .query import LogParser
-    from .query.reports import build_report, prometheus_text, report_csv, report_json
+    from .query import LogParser  # the read side, loaded by the commands that read (~0.2 s)
+    from .query.reports import (  # the read side, loaded by the commands that read (~0.2 s)
+        build_report,
+        prometheus_text,
+        report_csv,
+        report_json,
+    )
 
-    result = build_report(LogParser(_log_folder(config, log_dir)), hours=hours)
+    settings = _settings(config, log_dir)
+    result = build_report(LogParser(_folder(settings, log_dir)), hours=hours, metrics=True)
     if fmt == "json":
         text = json.dumps(report_json(result), indent=2) + "\n"
     elif fmt == "csv":
         text = report_csv(result)
     else:
-        text = prometheus_text(result)
-    target = Path(output)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(target)
-    click.echo(f"wrote {target} ({len(result.sections)} sections, {_human(len(text.encode()))})")
+        text = prometheus_text(result, labels=settings.global_labels)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    _write_atomically(Path(output), text)
+    click.echo(f"wrote {output} ({len(result.sections)} sections, {format_size(len(text.encode()))})", err=True)
 
 
 @main.command()
-@click.option("--type", "kind", type=click.Choice(["function", "memory", "io"]), default=None,
+@click.option("--type", "kind", type=click.Choice(["function", "memory", "io", "cpu"]), default=None,
               help="Only profiles of this kind.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @_config_option
 @_log_dir_option
 def profiles(kind: str | None, limit: int, config: str | None, log_dir: str | None) -> None:
-    """Recent profiles (written by @profile / profile_context), newest first."""
-    from collections import deque
+    """Recent profiles (written by @profile, profile_context and start_profiling), newest first."""
 
-    from .query import LogParser
+    from .query import LogParser  # the read side, loaded by the commands that read (~0.2 s)
 
-    parser = LogParser(_log_folder(config, log_dir))
+    parser = LogParser(_read_folder(config, log_dir))
     if "profile" not in parser.modules():
         click.echo("no profiles recorded")
         return
     where = ["operation=profile", *([f"kind={kind}"] if kind else [])]
-    recent = deque(parser.records("profile", where=where), maxlen=limit)
-    console = _console()
-    rows = []
-    for r in reversed(recent):
-        if r.get("kind") == "function":
-            tops = r.get("top_functions") or [{}]
-            headline = f"{tops[0].get('function', '-')} ({tops[0].get('cumulative_time', 0):.4f}s cumulative)"
-        elif r.get("kind") == "memory":
-            headline = f"peak {_human(r.get('peak_bytes') or 0)}, retained {_human(r.get('retained_bytes') or 0)}"
-        else:
-            headline = (f"read {_human(r.get('read_chars') or 0)} / wrote {_human(r.get('write_chars') or 0)} "
-                        f"in {r.get('read_count', 0)}+{r.get('write_count', 0)} calls")
-        rows.append({"name": r.get("name"), "kind": r.get("kind"), "duration": r.get("duration"),
-                     "success": r.get("success"), "summary": headline})
-    console.print(_table("Profiles", ["name", "kind", "duration", "success", "summary"], rows))
+    views.print_profiles(list(reversed(deque(parser.records("profile", where=where), maxlen=limit))))
 
 
 @main.command()
@@ -612,42 +660,17 @@ def profiles(kind: str | None, limit: int, config: str | None, log_dir: str | No
 @_log_dir_option
 def traces(limit: int, trace_id: str | None, config: str | None, log_dir: str | None) -> None:
     """Recent traces as indented trees, with durations and status."""
-    from .query import LogParser
-    from .query.traces import recent_traces
+    from .query import LogParser  # the read side, loaded by the commands that read (~0.2 s)
+    from .query.traces import recent_traces  # the read side, loaded by the commands that read (~0.2 s)
 
-    found = recent_traces(LogParser(_log_folder(config, log_dir)), limit=limit, trace_id=trace_id)
+    found = recent_traces(LogParser(_read_folder(config, log_dir)), limit=limit, trace_id=trace_id)
     if not found:
         click.echo("no traces recorded" if trace_id is None else f"no trace {trace_id}")
         return
-    for trace in found:
-        click.echo(f"trace {trace.trace_id}  ({trace.spans} spans)")
-        for depth, node in trace.walk():
-            r = node.record
-            status = r.get("status", "ok")
-            mark = "ERROR " + str(r.get("status_message", "")) if status == "error" else status
-            duration = r.get("duration")
-            took = f"{duration * 1000:.3f} ms" if isinstance(duration, (int, float)) else "?"
-            click.echo(f"  {'  ' * depth}{r.get('name')}  [{r.get('kind', 'internal')}]  {took}  {mark}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+    views.print_traces(found)
 
 
 # --------------------------------------------------------------------------- alerts, SLOs
-
-
-def _when(epoch: Any) -> str:
-    if not isinstance(epoch, (int, float)):
-        return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _alert_rows(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"state": a.get("state") or a.get("event"), "severity": a.get("severity"), "rule": a.get("rule"),
-             "labels": " ".join(f"{k}={v}" for k, v in (a.get("labels") or {}).items()) or "-",
-             "value": a.get("value"), "since": _when(a.get("since")),
-             "at": _when(a.get("evaluated_at") or a.get("timestamp"))} for a in alerts]
 
 
 @main.command()
@@ -657,67 +680,55 @@ def _alert_rows(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_config_option
 @_log_dir_option
-def alerts(check: bool, hours: float, fmt: str, config: str | None, log_dir: str | None) -> None:
-    """Current and recent alerts; with --check, evaluate the rules first (for cron and CI)."""
+@_source_options
+def alerts(check: bool, hours: float, fmt: str, config: str | None, log_dir: str | None, source: _Source) -> None:
+    """Current and recent alerts; with --check, evaluate the rules first (for cron and CI). With --clickhouse
+    the rules read the fleet's table; the alerts' state and transitions stay in the log folder."""
     settings = _settings(config, log_dir)
+    parser = _records(settings, log_dir, source)
+    if check and not settings.alerts.rules:
+        raise Problem(f"no alert rules in {settings.source} (add an alerts.rules list)")
+    settings.logging.log_dir.mkdir(parents=True, exist_ok=True)  # the state's folder (it exists for the files)
     factory = _factory(settings)
     try:
-        evaluator = factory.get_alert_evaluator()
-        errors: list[str] = []
-        if check:
-            if not settings.alerts.rules:
-                raise click.ClickException(f"no alert rules in {settings.source} (add an alerts.rules list)")
-            evaluation = evaluator.evaluate()
-            errors = evaluation.errors
+        evaluator = factory.get_alert_evaluator(parser=parser)
+        errors: list[str] = evaluator.evaluate().errors if check else []
         current = evaluator.current()
         recent = evaluator.recent(hours=hours)
     finally:
         factory.shutdown()
-    firing = [a for a in current if a.get("state") == "firing"]
     if fmt == "json":
         click.echo(json.dumps({"current": current, "recent": recent, "errors": errors}, indent=2, default=str))
     else:
-        console = _console()
-        columns = ["state", "severity", "rule", "labels", "value", "since", "at"]
-        console.print(_table("Current alerts", columns, _alert_rows(current)) if current
-                      else "current alerts: none pending or firing")
-        if recent:
-            console.print(_table(f"Transitions in the last {hours:g} h (newest first)", columns, _alert_rows(recent)))
-        for line in errors:
-            console.print(f"[red]rule error[/red] {line}")
-    if check and (firing or errors):
+        views.print_alerts(current, recent, errors, hours)
+    if check and (errors or any(a.get("state") == "firing" for a in current)):
         sys.exit(1)
 
 
 @main.command()
+@click.option("--check", is_flag=True, help="Exit 1 when an objective is breached.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_config_option
 @_log_dir_option
-def slo(fmt: str, config: str | None, log_dir: str | None) -> None:
+@_source_options
+def slo(check: bool, fmt: str, config: str | None, log_dir: str | None, source: _Source) -> None:
     """Each SLO target of the config: measured over its period, error budget left, burn rate."""
-    from .alerts.slo import evaluate_slos
-    from .query import LogParser
+    from .alerts.slo import evaluate_slos  # the alert engine: only the commands that need it load it
 
     settings = _settings(config, log_dir)
     if not settings.slos:
-        raise click.ClickException(f"no SLO targets in {settings.source} (add an slos list)")
-    rows = [s.as_row() for s in evaluate_slos(LogParser(settings.logging.log_dir), settings.slos)]
+        raise Problem(f"no SLO targets in {settings.source} (add an slos list)")
+    statuses = evaluate_slos(_records(settings, log_dir, source), settings.slos)
+    rows = [s.as_row() for s in statuses]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
-        return
-    console = _console()
-    columns = ["slo", "objective", "target", "period_days", "events", "bad", "measured", "percentile",
-               "budget_left", "burn_rate_1h", "status"]
-    console.print(_table("Service level objectives", columns, rows))
+    else:
+        views.print_slos(rows)
+    if check and any(row.get("status") == "breached" for row in rows):
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- dashboard and server
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(target)
 
 
 @main.command()
@@ -729,27 +740,31 @@ def _write_atomically(target: Path, text: str) -> None:
               help="Also (or only) write a Grafana dashboard JSON for the /metrics series.")
 @_config_option
 @_log_dir_option
+@_source_options
 def dashboard(output: str | None, hours: float, until: str | None, grafana_file: str | None, config: str | None,
-              log_dir: str | None) -> None:
+              log_dir: str | None, source: _Source) -> None:
     """Write the dashboard of the last N hours as one HTML file, and/or a Grafana dashboard."""
     if output is None and grafana_file is None:
         raise click.UsageError("give --output FILE (HTML) and/or --grafana FILE (JSON)")
     if grafana_file is not None:
-        from .exporters.grafana import grafana_dashboard
+        from .exporters.grafana import grafana_dashboard  # only with --grafana
 
         _write_atomically(Path(grafana_file), json.dumps(grafana_dashboard(), indent=2) + "\n")
         click.echo(f"wrote {grafana_file} (Grafana dashboard; pick the Prometheus data source on import)")
     if output is not None:
-        from .query.spec import QueryError, parse_time
-        from .web.dashboard import render_dashboard
-        from .web.data import dashboard_data
+        from .query.spec import parse_time  # the read side, loaded by the commands that read (~0.2 s)
+        from .web.dashboard import (
+            render_dashboard,  # the dashboard and its server: only `dashboard` and `serve` load them
+        )
+        from .web.data import dashboard_data  # the dashboard and its server: only `dashboard` and `serve` load them
 
         try:
             end = parse_time(until)
         except QueryError as exc:
             raise click.BadParameter(str(exc), param_hint="--until") from exc
         settings = _settings(config, log_dir)
-        data = dashboard_data(settings.logging.log_dir, hours=hours, now=end, settings=settings)
+        parser = _records(settings, log_dir, source)
+        data = dashboard_data(settings.logging.log_dir, hours=hours, now=end, settings=settings, parser=parser)
         _write_atomically(Path(output), render_dashboard(data))
         series = sum(len(c["series"]) for c in data["charts"])
         click.echo(f"wrote {output} ({len(data['charts'])} charts, {series} series, {data['seconds']:.2f}s)")
@@ -764,29 +779,53 @@ def dashboard(output: str | None, hours: float, until: str | None, grafana_file:
               help="Also run the scheduled jobs (cleanup, alert evaluation, OTLP export), as `monitoring run` does.")
 @_config_option
 @_log_dir_option
+@_source_options
 def serve(host: str | None, port: int | None, hours: float, jobs: bool, config: str | None,
-          log_dir: str | None) -> None:
-    """Serve the live dashboard, the JSON API and Prometheus /metrics until interrupted."""
-    import signal
-
-    from .web.server import DashboardServer
+          log_dir: str | None, source: _Source) -> None:
+    """Serve the live dashboard, the JSON API and Prometheus /metrics until interrupted; SIGHUP reloads the
+    configuration. With --clickhouse the dashboard and /api/status answer from the fleet's table (/metrics
+    and the alerts stay this host's)."""
+    from .web.server import DashboardServer  # the dashboard and its server: only `dashboard` and `serve` load them
 
     settings = _settings(config, log_dir)
+    parser = _records(settings, log_dir, source) if source.cluster else None
     try:
-        server = DashboardServer(settings, host=host, port=port, hours=hours)
+        server = DashboardServer(settings, host=host, port=port, hours=hours, parser=parser)
+    except MonitoringError as exc:  # a non-loopback address without credentials, a too-short secret
+        raise Problem(f"refusing to serve: {exc}") from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host or settings.server.host}:{port}: {exc}") from exc
+        raise Problem(f"cannot listen on {host or settings.server.host}:{port}: {exc}") from exc
+
+    factory = _factory(settings) if jobs else None
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
 
+    def reload(*_: Any) -> None:
+        nonlocal factory
+        try:
+            fresh = load_settings(config, overrides={"logging": {"log_dir": log_dir}} if log_dir else {})
+            server.reload(fresh)
+        except MonitoringError as exc:
+            click.echo(f"error: the new configuration was refused, the running one stays: {exc}", err=True)
+            return
+        if factory is not None:
+            factory.shutdown()
+            factory = _factory(fresh)
+            factory.get_scheduled_cleaner()
+        click.echo(f"reloaded the configuration from {fresh.source}", err=True)
+
     signal.signal(signal.SIGTERM, stop)
-    factory = _factory(settings) if jobs else None
+    signal.signal(signal.SIGHUP, reload)
     if factory is not None:
         service = factory.get_scheduled_cleaner()
         click.echo(f"jobs: {service.describe()}", err=True)
-    click.echo(f"serving {settings.logging.log_dir} on {server.url}  (/ /api/status /api/metrics /api/alerts "
-               "/metrics)", err=True)
+    click.echo(f"serving {settings.logging.log_dir} on {server.url}  (/ /api/status /api/metrics /api/events "
+               "/api/alerts /metrics)", err=True)
+    creds = server.credentials
+    access = " and ".join([*(["a bearer token"] if creds.token else []), *(["basic auth"] if creds.basic else [])])
+    click.echo(f"access: {access} required (/healthz open)" if access else
+               "access: open, loopback only (set MONITORING_SERVER_TOKEN to require a token)", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -795,3 +834,103 @@ def serve(host: str | None, port: int | None, hours: float, jobs: bool, config: 
         server.httpd.server_close()
         if factory is not None:
             factory.shutdown()
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+@main.command()
+@click.option("--clickhouse", "url", default=None, help="ClickHouse's HTTP interface (default: clickhouse.url).")
+@click.option("--database", default=None, help="Database of the table (default: clickhouse.database).")
+@click.option("--once", is_flag=True, help="Ship what the folder holds now, then exit (0 when caught up).")
+@click.option("--print-schema", "schema", is_flag=True, help="Print the statements that create the table; exit.")
+@click.option("--dialect", type=click.Choice(["current", "legacy"]), default=None,
+              help="With --print-schema: the layout (default: the server's; legacy is for servers before 21.8).")
+@_config_option
+@_log_dir_option
+def ship(url: str | None, database: str | None, once: bool, schema: bool, dialect: str | None, config: str | None,
+         log_dir: str | None) -> None:
+    """Ship the log folder to ClickHouse, exactly once per line; follow new lines until Ctrl+C unless --once."""
+    from .fleet.console import print_schema, ship_command, ship_settings  # the shipper, loaded by its command
+
+    settings = _settings(config, log_dir)
+    chosen = ship_settings(settings, url, database)
+    if schema:
+        print_schema(chosen, settings.log_cleanup.retention_days, dialect)
+    else:
+        ship_command(settings, chosen, once=once)
+
+
+# --------------------------------------------------------------------------- columnar copies
+
+
+@main.group()
+def cache() -> None:
+    """Columnar (Parquet) copies of settled log files, which long-window queries read instead of JSON."""
+
+
+@cache.command("build")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Start no new file after this long (default: build everything pending).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file handled.")
+@_config_option
+@_log_dir_option
+def cache_build(max_seconds: float | None, as_json: bool, config: str | None, log_dir: str | None) -> None:
+    """Build the missing copies now, one file at a time (queries never wait for this)."""
+    # the copies' module (and the query package around it) loads only where copies are used
+    from .query import columnar  # the read side, loaded by the commands that read (~0.2 s)
+
+    settings = _settings(config, log_dir)
+    folder = _folder(settings, log_dir)
+    if not settings.query.columnar_cache:
+        raise Problem("columnar copies are switched off (query.columnar_cache: false); nothing built")
+    results = columnar.build_pending(folder, max_seconds=max_seconds,
+                                     memory_limit=f"{max(16, settings.query.build_memory >> 20)}MB")
+    for r in results:
+        if as_json:
+            click.echo(json.dumps({"file": r.path, "built": r.built, "reason": r.reason, "seconds": r.seconds,
+                                   "source_bytes": r.source_bytes, "copy_bytes": r.copy_bytes}))
+        elif r.built:
+            click.echo(f"built  {r.path}  {format_size(r.source_bytes)} -> {format_size(r.copy_bytes)} "
+                       f"in {r.seconds:.2f}s")
+        else:
+            click.echo(f"skip   {r.path}  ({r.reason})")
+    if not as_json:
+        done = columnar.status(folder)
+        click.echo(f"{sum(1 for r in results if r.built)} copies built; {done.covered_files} of {done.files} "
+                   f"settled files covered, {len(done.pending)} pending")
+
+
+@cache.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the coverage as one JSON object.")
+@_config_option
+@_log_dir_option
+def cache_status(as_json: bool, config: str | None, log_dir: str | None) -> None:
+    """Coverage: settled files and bytes with a copy, the copies' size, what is pending."""
+    # the copies' module (and the query package around it) loads only where copies are used
+    from .query import columnar  # the read side, loaded by the commands that read (~0.2 s)
+
+    settings = _settings(config, log_dir)
+    found = columnar.status(_folder(settings, log_dir))
+    if as_json:
+        click.echo(json.dumps({**found.to_dict(), "enabled": settings.query.columnar_cache}, indent=2))
+        return
+    state = "on" if settings.query.columnar_cache else "OFF (query.columnar_cache: false; queries read JSON)"
+    share = found.covered_bytes / found.bytes if found.bytes else 1.0
+    covered = found.covered_bytes + found.live_covered_bytes
+    ratio = f" ({found.copy_bytes / covered:.1%} of the JSON they cover)" if covered else ""
+    click.echo(f"columnar copies in {found.log_dir}: {state}")
+    click.echo(f"  settled files  {found.covered_files} of {found.files} covered, "
+               f"{format_size(found.covered_bytes)} of {format_size(found.bytes)} ({share:.0%})")
+    click.echo(f"  copies         {format_size(found.copy_bytes)}{ratio}")
+    click.echo(f"  pending        {len(found.pending)} files, {format_size(found.pending_bytes)}")
+    for path in found.pending[:10]:
+        click.echo(f"                 {path}")
+    if found.unsupported:
+        click.echo(f"  read as JSON   {len(found.unsupported)} files ({found.unsupported[0][1]}, ...)")
+    click.echo(f"  live files     {found.live_files}, {format_size(found.live_bytes)}: "
+               f"{format_size(found.live_covered_bytes)} through prefix copies, the rest read as JSON")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

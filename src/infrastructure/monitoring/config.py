@@ -8,6 +8,7 @@ value and what would be valid, at load time, before any record is written.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from ._validate import (
     _text,
 )
 from .errors import ConfigError
+from .fleet.settings import ClickHouseSettings, clickhouse_section
 from .ops_config import (
     AlertSettings,
     AnomalySettings,
@@ -40,22 +42,27 @@ from .ops_config import (
     alerts_section,
     anomalies_section,
     otlp_section,
+    resolve_references,
     server_section,
     slos_section,
 )
-from .schema import MODULE_NAME_RE, default_file_name
+from .schema import FIELD_ENVIRONMENT, FIELD_SERVICE, MODULE_NAME_RE, default_file_name
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "BUILTIN_MODULES",
     "CleanupSettings",
     "FreeSpaceFloor",
+    "INSTRUMENTABLE",
+    "InstrumentationSettings",
     "LoggingSettings",
     "ModelPrice",
     "ModuleSettings",
     "MonitoringSettings",
     "PricingSettings",
+    "QuerySettings",
     "RotationSettings",
+    "SessionSettings",
     "SystemMetricsSettings",
     "TracingSettings",
     "load_settings",
@@ -87,6 +94,8 @@ class RotationSettings:
 class ModuleSettings:
     file: str
     enabled: bool = True
+    sample_rate: float = 1.0
+    """Share of the family's records kept (deterministically; failures always kept): ``logger_writer.Sampler``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,8 @@ class LoggingSettings:
     fsync: bool = False
     reopen_check_interval: float = 1.0
     fault_report_interval: float = 60.0
+    console: bool = False
+    """Also print every record, and each trace as a tree, to stderr (for development; ``MONITORING_CONSOLE``)."""
 
     def module(self, name: str) -> ModuleSettings:
         """The settings of ``name``; a module nobody configured gets ``<name>_metrics.log``."""
@@ -155,6 +166,22 @@ class CleanupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QuerySettings:
+    """Columnar copies of settled log files (``query/columnar.py``)."""
+
+    columnar_cache: bool = True
+    """Build Parquet copies of rotated backups and answer long-window queries from them."""
+    build_interval_seconds: float = 60.0
+    """How often the scheduled service looks for backups without a copy."""
+    build_memory: int = 64 * 1024 * 1024
+    """DuckDB's memory limit while a copy is built (one file at a time, one thread)."""
+    build_max_seconds: float = 300.0
+    """A build run stops starting new files after this long (the rest waits for the next run)."""
+    build_in_applications: bool = False
+    """Also build in the scheduled service an application starts (``monitoring run`` always builds)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SystemMetricsSettings:
     """The scheduled psutil snapshot into ``system_metrics.log`` (off by default)."""
 
@@ -166,6 +193,26 @@ class SystemMetricsSettings:
 class TracingSettings:
     sample_rate: float = 1.0
     """Share of traces written, decided once at each trace's root."""
+
+
+INSTRUMENTABLE = ("anthropic", "openai")
+"""The SDKs whose clients ``instrument()`` and ``instrumentation.auto`` can patch."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentationSettings:
+    auto: tuple[str, ...] = ()
+    """SDKs patched when the process-wide factory starts, as ``instrument(*auto)`` does (none by default)."""
+
+
+DEFAULT_SESSION_VARIABLES = ("CI", "VIRTUAL_ENV", "CONDA_DEFAULT_ENV", "LANG", "TZ")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    environment_variables: tuple[str, ...] = DEFAULT_SESSION_VARIABLES
+    """The environment variables a ``session_start`` record copies (names, or prefixes such as
+    ``GITHUB_*``), through the redactor; never the whole environment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +258,29 @@ class MonitoringSettings:
     system_metrics: SystemMetricsSettings = field(default_factory=SystemMetricsSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     slos: tuple[SloTarget, ...] = ()
     anomalies: AnomalySettings = field(default_factory=AnomalySettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
+    clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    service_name: str | None = None
+    """Global label: the application's name on every record, export and alert (``MONITORING_SERVICE``)."""
+    environment: str | None = None
+    """Global label: the deployment's name on every record, export and alert (``MONITORING_ENVIRONMENT``)."""
     source: str = "<defaults>"
     """Where these settings came from (a path or ``<defaults>``), for messages."""
+    log_dir_origin: str = "the default (logs)"
+    """What chose ``logging.log_dir`` (the environment, a config file, the default), for messages."""
+
+    @property
+    def global_labels(self) -> dict[str, str]:
+        """``service_name`` and ``environment`` when set: the writer appends them to every record."""
+        labels = {FIELD_SERVICE: self.service_name, FIELD_ENVIRONMENT: self.environment}
+        return {k: v for k, v in labels.items() if v}
 
 
 # --------------------------------------------------------------------------- validation
@@ -264,9 +327,11 @@ def _log_dir(value: Any, key: str, src: str) -> Path:
 
 
 def _file_name(value: Any, key: str, src: str) -> str:
-    if isinstance(value, str) and value and "/" not in value and "\\" not in value and value not in (".", ".."):
-        return value
-    raise ConfigError(key, value, "a plain file name inside log_dir (no '/')", source=src)
+    if (isinstance(value, str) and "/" not in value and "\\" not in value and not value.startswith(".")
+            and value.endswith(".log") and len(value) > 4):
+        return value  # readers find a family by its live file's '.log' ending
+    raise ConfigError(key, value, "a plain file name ending in '.log' inside log_dir (no '/', no leading '.')",
+                      source=src)
 
 
 def _line_cap(value: Any, key: str, src: str) -> int:
@@ -283,7 +348,14 @@ _ROTATION_SCHEMA: Mapping[str, Validator] = {
     "interval": _positive_int(1),
     "utc": _bool,
 }
-_MODULE_SCHEMA: Mapping[str, Validator] = {"file": _file_name, "enabled": _bool}
+def _sample_rate(value: Any, key: str, src: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    raise ConfigError(key, value, "a share of records to keep, greater than 0 and at most 1 (0.1 keeps one in ten)",
+                      source=src)
+
+
+_MODULE_SCHEMA: Mapping[str, Validator] = {"file": _file_name, "enabled": _bool, "sample_rate": _sample_rate}
 def _patterns(value: Any, key: str, src: str) -> tuple[str, ...]:
     patterns = _str_list(value, key, src)
     for pattern in patterns:
@@ -343,6 +415,7 @@ _LOGGING_SCHEMA: Mapping[str, Validator] = {
     "fsync": _bool,
     "reopen_check_interval": _seconds,
     "fault_report_interval": _seconds,
+    "console": _bool,
 }
 
 
@@ -384,6 +457,60 @@ def _tracing(value: Any, key: str, src: str) -> TracingSettings:
     return TracingSettings(**_section(value, key, src, {"sample_rate": _share}))
 
 
+def _sdk_names(value: Any, key: str, src: str) -> tuple[str, ...]:
+    valid = "a list of SDK names among " + ", ".join(repr(name) for name in INSTRUMENTABLE)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(key, value, valid, source=src)
+    for name in value:
+        if name not in INSTRUMENTABLE:
+            raise ConfigError(key, name, valid, source=src)
+    return tuple(dict.fromkeys(value))
+
+
+def _instrumentation(value: Any, key: str, src: str) -> InstrumentationSettings:
+    return InstrumentationSettings(**_section(value, key, src, {"auto": _sdk_names}))
+
+
+_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
+
+
+def _variable_names(value: Any, key: str, src: str) -> tuple[str, ...]:
+    valid = ("a list of environment variable names, or prefixes ending in '*' such as 'GITHUB_*' "
+             "(never '*' alone: the environment holds secrets)")
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(key, value, valid, source=src)
+    for name in value:
+        if not isinstance(name, str) or not _VARIABLE_RE.match(name):
+            raise ConfigError(key, name, valid, source=src)
+    return tuple(dict.fromkeys(value))
+
+
+def _sessions(value: Any, key: str, src: str) -> SessionSettings:
+    return SessionSettings(**_section(value, key, src, {"environment_variables": _variable_names}))
+
+
+_QUERY_SCHEMA: Mapping[str, Validator] = {
+    "columnar_cache": _bool,
+    "build_interval_seconds": _number(1.0),
+    "build_memory": _size(16 * 1024 * 1024),
+    "build_max_seconds": _number(1.0),
+    "build_in_applications": _bool,
+}
+
+
+def _query(value: Any, key: str, src: str) -> QuerySettings:
+    return QuerySettings(**_section(value, key, src, _QUERY_SCHEMA))
+
+
+def _global_label(value: Any, key: str, src: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and 0 < len(value.strip()) <= 128 and value.isprintable():
+        return value.strip()
+    raise ConfigError(key, value, "a short printable name such as 'checkout-api' or 'production' (at most 128 "
+                      "characters), or null", source=src)
+
+
 def _system(value: Any, key: str, src: str) -> SystemMetricsSettings:
     return SystemMetricsSettings(**_section(value, key, src, _SYSTEM_SCHEMA))
 
@@ -395,11 +522,17 @@ _TOP_SCHEMA: Mapping[str, Validator] = {
     "system_metrics": _system,
     "pricing": _pricing,
     "tracing": _tracing,
+    "instrumentation": _instrumentation,
+    "sessions": _sessions,
     "alerts": alerts_section,
     "slos": slos_section,
     "anomalies": anomalies_section,
     "server": server_section,
     "otlp": otlp_section,
+    "clickhouse": clickhouse_section,
+    "query": _query,
+    "service_name": _global_label,
+    "environment": _global_label,
 }
 
 
@@ -450,10 +583,22 @@ def resolve_log_patterns(
     return tuple(resolved)
 
 
-def settings_from_mapping(raw: Mapping[str, Any] | None, *, source: str = "<mapping>") -> MonitoringSettings:
-    """Validate a parsed YAML document (or a dict written in code) into settings."""
+def settings_from_mapping(raw: Mapping[str, Any] | None, *, source: str = "<mapping>",
+                          references: bool = True) -> MonitoringSettings:
+    """Validate a parsed YAML document (or a dict written in code) into settings.
+
+    ``references=False`` skips the checks across sections (an alert rule naming an SLO),
+    for a partial mapping that is merged into other settings before they are checked."""
     values = _section(raw, "", source, _TOP_SCHEMA)
-    return MonitoringSettings(**values, source=source)
+    settings = MonitoringSettings(**values, source=source)
+    if references:
+        settings = _resolved(settings)
+    return settings
+
+
+def _resolved(settings: MonitoringSettings) -> MonitoringSettings:
+    alerts = resolve_references(settings.alerts, settings.slos, settings.anomalies, settings.source)
+    return replace(settings, alerts=alerts)
 
 
 def _read_yaml(path: Path, label: str) -> Mapping[str, Any] | None:
@@ -495,27 +640,54 @@ def load_settings(
         label = env.MONITORING_CONFIG
     if chosen is None and DEFAULT_CONFIG_PATH.is_file():
         chosen = DEFAULT_CONFIG_PATH
+    origin = "the default (logs)"
     if chosen is not None:
-        settings = settings_from_mapping(_read_yaml(chosen, label), source=str(chosen))
+        document = _read_yaml(chosen, label)
+        settings = settings_from_mapping(document, source=str(chosen))
+        logging_section = (document or {}).get("logging")
+        if isinstance(logging_section, Mapping) and logging_section.get("log_dir"):
+            origin = f"logging.log_dir in {chosen}"
     else:
         settings = MonitoringSettings()
 
     if overrides:
-        merged = settings_from_mapping(overrides, source="<overrides>")
+        merged = settings_from_mapping(overrides, source="<overrides>", references=False)
         settings = _merge(settings, overrides, merged)
+        settings = _resolved(settings)
 
     log_settings = settings.logging
     explicit_dir = bool(overrides and "log_dir" in (overrides.get("logging") or {}))
-    if (log_dir := env.env_str(env.MONITORING_LOG_DIR, environ)) and not explicit_dir:
+    if explicit_dir:
+        origin = "the log_dir given"
+    elif log_dir := env.env_str(env.MONITORING_LOG_DIR, environ):
         log_settings = replace(log_settings, log_dir=Path(log_dir))
+        origin = f"the environment variable {env.MONITORING_LOG_DIR}"
     enabled = settings.enabled
     if (flag := env.env_bool(env.MONITORING_ENABLED, environ, problems)) is not None and not (
         overrides and "enabled" in overrides
     ):
         enabled = flag
+    log_settings = _console_from_env(log_settings, environ, overrides, problems)
+    if not log_settings.log_dir.is_absolute():
+        origin += f", relative to the working directory {os.getcwd()}"
     log_settings = replace(log_settings, log_dir=Path(os.path.abspath(log_settings.log_dir)))
     resolve_log_patterns(settings.log_cleanup.log_patterns, log_settings.log_dir)
-    return replace(settings, enabled=enabled, logging=log_settings)
+    service, environment = settings.service_name, settings.environment
+    if (value := env.env_str(env.MONITORING_SERVICE, environ)) and not (overrides and "service_name" in overrides):
+        service = value.strip() or None
+    if (value := env.env_str(env.MONITORING_ENVIRONMENT, environ)) and not (overrides and "environment" in overrides):
+        environment = value.strip() or None
+    return replace(settings, enabled=enabled, logging=log_settings, log_dir_origin=origin, service_name=service,
+                   environment=environment)
+
+
+def _console_from_env(log_settings: LoggingSettings, environ: Mapping[str, str] | None,
+                      overrides: Mapping[str, Any] | None, problems: list[str] | None) -> LoggingSettings:
+    """``MONITORING_CONSOLE`` over ``logging.console`` (an explicit override wins over both)."""
+    console = env.env_bool(env.MONITORING_CONSOLE, environ, problems)
+    if console is None or (overrides and "console" in (overrides.get("logging") or {})):
+        return log_settings
+    return replace(log_settings, console=console)
 
 
 def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringSettings) -> MonitoringSettings:
@@ -525,8 +697,12 @@ def _merge(base: MonitoringSettings, raw: Mapping[str, Any], parsed: MonitoringS
         result = replace(result, enabled=parsed.enabled)
     if "slos" in raw:
         result = replace(result, slos=parsed.slos)
-    for section in ("logging", "log_cleanup", "system_metrics", "pricing", "tracing", "alerts", "anomalies",
-                    "server", "otlp"):
+    for name in ("service_name", "environment"):
+        if name in raw:
+            result = replace(result, **{name: getattr(parsed, name)})
+    for section in ("logging", "log_cleanup", "system_metrics", "pricing", "tracing", "instrumentation", "sessions",
+                    "alerts",
+                    "anomalies", "server", "otlp", "clickhouse", "query"):
         given = raw.get(section) or {}
         if given:
             updates = {name: getattr(getattr(parsed, section), name) for name in given}
