@@ -55,7 +55,7 @@ ERROR_RATE = {"name": "llm_errors", "module": "llm", "operation": "llm_call", "e
     ({**ERROR_RATE, "expr": "p95 > 1"}, "alerts.rules[0].expr", "needs a field"),
     ({**ERROR_RATE, "expr": "median(response_time) > 1"}, "alerts.rules[0].expr", "unknown aggregate"),
     ({**ERROR_RATE, "severity": "urgent"}, "alerts.rules[0].severity", "'critical'"),
-    ({**ERROR_RATE, "where": ["model ~ x"]}, "alerts.rules[0].where", "filter"),
+    ({**ERROR_RATE, "where": ["model ?? x"]}, "alerts.rules[0].where", "filter"),
     ({**ERROR_RATE, "windw": "1m"}, "alerts.rules[0].windw", "did you mean 'window'"),
     ({k: v for k, v in ERROR_RATE.items() if k != "module"}, "alerts.rules[0].module", "every rule needs"),
     ({**ERROR_RATE, "window": "0s"}, "alerts.rules[0].window", "longer than 0"),
@@ -378,7 +378,7 @@ alerts:
     bad = tmp_path / "bad.yaml"
     bad.write_text("alerts:\n  rules:\n    - {name: x, module: llm, expr: 'error_rate >> 2'}\n")
     broken = _cli("alerts", "--check", "--config", str(bad), cwd=tmp_path)
-    assert broken.returncode == 1
+    assert broken.returncode == 2  # a configuration error, not bad news
     assert "alerts.rules[0].expr" in broken.stderr
 
 

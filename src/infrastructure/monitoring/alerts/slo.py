@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..ops_config import SloTarget
-from ..query.engine import LogParser
+from ..query.source import LogSource
 
-__all__ = ["SloStatus", "evaluate_slos"]
+__all__ = ["SloStatus", "burn_rate", "evaluate_slos"]
 
 _BURN_WINDOW: Final = 3600.0
 
@@ -52,24 +52,37 @@ class SloStatus:
                 "status": self.status, "percentile": self.percentile}
 
 
-def _counts(parser: LogParser, slo: SloTarget, since: float, until: float) -> tuple[int, int, float | None]:
+def _counts(parser: LogSource, slo: SloTarget, since: float, until: float, *,
+            percentile: bool = True) -> tuple[int, int, float | None]:
     where = list(slo.where)
     if slo.objective == "latency":
         where.append(f"{slo.field}>=0")  # only records that carry the latency
         pct = f"p{slo.target * 100:g}:{slo.field}"
-        aggs = ["count", f"count_if:{slo.field}>{slo.threshold:g}", pct]
+        aggs = ["count", f"count_if:{slo.field}>{slo.threshold:g}", *([pct] if percentile else [])]
     else:
         aggs = ["count", "errors"]
     if not parser.families(slo.module):
         return 0, 0, None  # nothing recorded yet for this module
-    result = parser.query(slo.module, operation=slo.operation, where=where, since=since, until=until, aggs=aggs)
+    result = parser.query(slo.module, operation=slo.operation, where=where, since=since, until=until, aggs=aggs,
+                          check_fields=False)
     row = result.rows[0] if result.rows else {}
     names = result.aggregates
     events, bad = int(row.get("count") or 0), int(row.get(names[1]) or 0)
     return events, bad, (row.get(names[2]) if len(names) > 2 else None)
 
 
-def evaluate_slos(parser: LogParser, slos: tuple[SloTarget, ...] | list[SloTarget], *,
+def burn_rate(parser: LogSource, slo: SloTarget, since: float, until: float) -> tuple[float | None, int, int]:
+    """How fast ``[since, until)`` spends the error budget: its bad share over the share the target
+    allows (1: exactly over the period; 14.4: 30 days' budget in 50 hours), with the events and
+    bad events it counted. ``None`` without events, or when the target allows no bad event."""
+    events, bad, _ = _counts(parser, slo, since, until, percentile=False)
+    allowed = slo.target if slo.objective == "error_rate" else 1 - slo.target
+    if not events or allowed <= 0:
+        return None, events, bad
+    return (bad / events) / allowed, events, bad
+
+
+def evaluate_slos(parser: LogSource, slos: tuple[SloTarget, ...] | list[SloTarget], *,
                   now: float | None = None) -> list[SloStatus]:
     at = time.time() if now is None else now
     out = []

@@ -4,7 +4,14 @@ Needs the ``otlp`` extra (``pip install '.[otlp]'``: the ``opentelemetry-proto``
 no SDK, no exporter thread in the application). A scheduled job reads what the
 families gained since the last run (see ``tail.py``), turns each record into an OTLP
 log record — and each line of ``trace_metrics.log`` into a span — and POSTs batches to
-``{endpoint}/v1/logs`` and ``{endpoint}/v1/traces``.
+``{endpoint}/v1/logs`` and ``{endpoint}/v1/traces``; the metrics each batch of records
+adds up to (``otlp_metrics.py``: GenAI histograms, counters, gauges, system figures)
+go to ``{endpoint}/v1/metrics`` with it (``otlp.metrics: false`` turns that off).
+
+Resources are per ``service_name`` and ``environment`` of the records (the global
+labels the writer adds), as ``service.name`` and ``deployment.environment.name``;
+records without them take the global labels of the configuration, then
+``otlp.service_name``.
 
 Positions live in ``.otlp_offsets.json`` beside the logs, replaced atomically after
 every acknowledged batch: a restart resumes after the last batch the collector
@@ -27,6 +34,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,6 +43,7 @@ import orjson
 
 from .._statefile import exclusive, load_state, save_state
 from ..ops_config import OtlpSettings
+from .otlp_metrics import MetricBatch, Resource, resource_of
 from .tail import Chunk, Tailer
 
 __all__ = ["OFFSETS_FILE", "OtlpShipper", "ShipResult", "log_record_attributes"]
@@ -50,7 +59,8 @@ _RENAMES: Final = {"model": "gen_ai.request.model", "prompt_tokens": "gen_ai.usa
                    "input_tokens": "gen_ai.usage.input_tokens", "completion_tokens": "gen_ai.usage.output_tokens",
                    "output_tokens": "gen_ai.usage.output_tokens", "error_type": "error.type",
                    "tool_name": "gen_ai.tool.name", "host": "host.name", "pid": "process.pid"}
-_SKIP: Final = frozenset({"timestamp", "trace_id", "span_id"})
+_SKIP: Final = frozenset({"timestamp", "trace_id", "span_id", "service_name", "environment"})
+"""Not attributes: the record's time and ids have fields of their own, the global labels are the resource's."""
 _KINDS: Final = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
 
 
@@ -60,6 +70,8 @@ class ShipResult:
     spans: int = 0
     batches: int = 0
     skipped_lines: int = 0
+    metric_points: int = 0
+    """Data points sent to ``/v1/metrics``."""
     failed: str | None = None
     """Why the run stopped early (the collector refused or was unreachable); retried next run."""
     seconds: float = 0.0
@@ -68,6 +80,7 @@ class ShipResult:
 
 def _pb() -> Any:
     try:
+        # the optional otlp extra: loaded only by a process that exports
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
         from opentelemetry.proto.common.v1 import common_pb2
@@ -78,6 +91,16 @@ def _pb() -> Any:
         raise RuntimeError("the OTLP exporter needs the 'otlp' extra: pip install 'llm-telemetry-logs[otlp]'") \
             from exc
     return logs_service_pb2, trace_service_pb2, common_pb2, logs_pb2, resource_pb2, trace_pb2
+
+
+def _metrics_pb() -> dict[str, Any]:
+    """The metrics messages (the same ``otlp`` extra as the logs and traces)."""
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2  # the optional otlp extra
+    from opentelemetry.proto.common.v1 import common_pb2  # the optional otlp extra
+    from opentelemetry.proto.metrics.v1 import metrics_pb2  # the optional otlp extra
+    from opentelemetry.proto.resource.v1 import resource_pb2  # the optional otlp extra
+
+    return {"service": metrics_service_pb2, "common": common_pb2, "metrics": metrics_pb2, "resource": resource_pb2}
 
 
 def log_record_attributes(module: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -133,13 +156,18 @@ def _id(hex_text: Any, size: int) -> bytes:
 class OtlpShipper:
     """Sends new log lines to a collector; one shipper per folder at a time (a lock)."""
 
-    def __init__(self, settings: OtlpSettings, log_dir: str | os.PathLike[str], *, writer: Any = None) -> None:
+    def __init__(self, settings: OtlpSettings, log_dir: str | os.PathLike[str], *, writer: Any = None,
+                 labels: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.log_dir = Path(log_dir)
         self.state_path = self.log_dir / OFFSETS_FILE
         self._writer = writer
         self._pb = _pb()
+        self._metrics_pb = _metrics_pb() if settings.metrics else {}
         self._host = socket.gethostname()
+        given = labels or {}
+        self.fallback: Resource = (given.get("service_name") or settings.service_name, given.get("environment"))
+        """``service.name`` and ``deployment.environment.name`` of records without global labels."""
 
     def ship(self, *, wait: bool = True, max_batches: int | None = None) -> ShipResult | None:
         """Send everything new (or ``max_batches`` batches); ``None`` when another process is shipping."""
@@ -196,15 +224,38 @@ class OtlpShipper:
             result.records += len(records)
         result.by_module[chunk.module] = result.by_module.get(chunk.module, 0) + len(records)
         self._post(path, body)
+        if self._metrics_pb and chunk.module != _TRACE_MODULE:
+            batch = MetricBatch(self.fallback)
+            for record in records:
+                batch.add(chunk.module, record)
+            if len(batch):
+                self._post("/v1/metrics", batch.request(self._metrics_pb, lambda v: _any(self._pb[2], v)))
+                result.metric_points += len(batch)
 
-    def _resource(self) -> Any:
+    def _resource(self, resource: Resource) -> Any:
         common_pb2, resource_pb2 = self._pb[2], self._pb[4]
+        service, environment = resource
         return resource_pb2.Resource(attributes=_kvs(common_pb2, {
-            "service.name": self.settings.service_name, "telemetry.sdk.name": "llm-telemetry-logs",
-            "exporter.host.name": self._host}))
+            "service.name": service, "deployment.environment.name": environment,
+            "telemetry.sdk.name": "llm-telemetry-logs", "exporter.host.name": self._host}))
+
+    def _by_resource(self, records: list[dict[str, Any]]) -> dict[Resource, list[dict[str, Any]]]:
+        out: dict[Resource, list[dict[str, Any]]] = {}
+        for r in records:
+            out.setdefault(resource_of(r, self.fallback), []).append(r)
+        return out
 
     def _logs(self, module: str, records: list[dict[str, Any]]) -> bytes:
         logs_service_pb2, _, common_pb2, logs_pb2, _, _ = self._pb
+        request = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+            resource=self._resource(resource), scope_logs=[logs_pb2.ScopeLogs(
+                scope=common_pb2.InstrumentationScope(name=f"llm-telemetry-logs.{module}"),
+                log_records=self._log_records(module, group))])
+            for resource, group in self._by_resource(records).items()])
+        return bytes(request.SerializeToString())
+
+    def _log_records(self, module: str, records: list[dict[str, Any]]) -> list[Any]:
+        _, _, common_pb2, logs_pb2, _, _ = self._pb
         out = []
         for r in records:
             failed = r.get("success") is False
@@ -216,13 +267,21 @@ class OtlpShipper:
                 attributes=_kvs(common_pb2, log_record_attributes(module, r)),
                 trace_id=_id(r.get("trace_id"), 16), span_id=_id(r.get("span_id"), 8),
                 event_name=f"{module}.{r.get('operation')}"))
-        request = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
-            resource=self._resource(), scope_logs=[logs_pb2.ScopeLogs(
-                scope=common_pb2.InstrumentationScope(name=f"llm-telemetry-logs.{module}"), log_records=out)])])
-        return bytes(request.SerializeToString())
+        return out
 
     def _spans(self, records: list[dict[str, Any]]) -> bytes:
         _, trace_service_pb2, common_pb2, _, _, trace_pb2 = self._pb
+        request = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+            resource=self._resource(resource), scope_spans=[trace_pb2.ScopeSpans(
+                scope=common_pb2.InstrumentationScope(name=str(name or "llm-telemetry-logs.trace"),
+                                                      version=str(version or "")),
+                schema_url=str(schema_url or ""), spans=self._span_list(spans))
+                for (name, version, schema_url), spans in _by_scope(group).items()])
+            for resource, group in self._by_resource(records).items()])
+        return bytes(request.SerializeToString())
+
+    def _span_list(self, records: list[dict[str, Any]]) -> list[Any]:
+        _, _, common_pb2, _, _, trace_pb2 = self._pb
         spans = []
         for r in records:
             start = r.get("start_time", r.get("timestamp"))
@@ -240,18 +299,18 @@ class OtlpShipper:
             for key in ("host", "pid", "session_id"):
                 if r.get(key) is not None:
                     attributes[_RENAMES.get(key, key)] = r[key]
+            links = [trace_pb2.Span.Link(trace_id=_id(link.get("trace_id"), 16), span_id=_id(link.get("span_id"), 8),
+                                         attributes=_kvs(common_pb2, dict(link.get("attributes") or {})))
+                     for link in r.get("links") or [] if isinstance(link, dict)]
             spans.append(trace_pb2.Span(
-                trace_id=_id(r.get("trace_id"), 16), span_id=_id(r.get("span_id"), 8),
+                trace_id=_id(r.get("trace_id"), 16), span_id=_id(r.get("span_id"), 8), links=links,
                 parent_span_id=_id(r.get("parent_span_id"), 8), name=str(r.get("name", "")),
                 kind=_KINDS.get(str(r.get("kind")), 1), start_time_unix_nano=_nanos(start),
                 end_time_unix_nano=_nanos(start) + int(duration * 1e9),
                 attributes=_kvs(common_pb2, attributes), events=events,
                 status=trace_pb2.Status(code=2 if status == "error" else 1 if status == "ok" else 0,
                                         message=str(r.get("status_message") or ""))))
-        request = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
-            resource=self._resource(), scope_spans=[trace_pb2.ScopeSpans(
-                scope=common_pb2.InstrumentationScope(name="llm-telemetry-logs.trace"), spans=spans)])])
-        return bytes(request.SerializeToString())
+        return spans
 
     def _post(self, path: str, body: bytes) -> None:
         url = self.settings.endpoint + path
@@ -266,6 +325,15 @@ class OtlpShipper:
                 raise _Refused(f"{url} answered {exc.code}") from None
         except OSError as exc:
             raise _Refused(f"{url} unreachable: {exc}") from None
+
+
+def _by_scope(records: list[dict[str, Any]]) -> dict[tuple[Any, Any, Any], list[dict[str, Any]]]:
+    """Spans by instrumentation scope (their tracer's ``get_tracer(name, version)``), in order."""
+    out: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for r in records:
+        key = (r.get("scope_name"), r.get("scope_version"), r.get("scope_schema_url"))
+        out.setdefault(key, []).append(r)
+    return out
 
 
 class _Refused(Exception):  # noqa: N818 - internal signal, never leaves this module
