@@ -100,6 +100,7 @@ def _damage(data: bytes, damage: list[tuple[str, float, bytes]]) -> bytes:
 
 @FUZZ
 @given(log=damaged_logs, archive=damaged_logs)
+@example(log=([0, 0, 1, 0, 0, 0, 0, 0], [("flip", 0.359375, b"")]), archive=([0], []))  # "marker" -> "marke("
 def test_parser_survives_damaged_logs(tmp_path_factory: pytest.TempPathFactory,
                                       log: tuple[list[int], list[tuple[str, float, bytes]]],
                                       archive: tuple[list[int], list[tuple[str, float, bytes]]]) -> None:
@@ -115,10 +116,11 @@ def test_parser_survives_damaged_logs(tmp_path_factory: pytest.TempPathFactory,
     (folder / "llm_metrics.log.1.gz").write_bytes(_damage(packed, damage))
     undamaged += 0 if damage else len(numbers)
     os.utime(folder / "llm_metrics.log.1.gz", (1_600_000_000, 1_600_000_000))
-    streamed, stream_skipped = _streamed(folder)
+    streamed, stream_skipped = _streamed(folder)  # a flip may leave a whole record without its marker
     answers = []
     for engine in ("python", "duckdb"):
-        result = LogParser(folder).query("llm", aggs=["count", "p95:response_time"], engine=engine)
+        result = LogParser(folder).query("llm", where=["marker=1"], aggs=["count", "p95:response_time"],
+                                         engine=engine)
         counted = result.rows[0]["count"] if result.rows else 0
         assert counted == streamed  # the aggregate counts what the record stream yields, no more, no less
         assert result.skipped.count == stream_skipped
