@@ -420,3 +420,131 @@ def test_llm_fast_path_survives_odd_responses_and_spots_iterator_classes(logs: P
         lambda: hostile)
     with pytest.raises(RuntimeError, match="lazy attribute failed"):
         strict()
+
+
+# --------------------------------------------------------------------------- one monitor per name
+
+
+def test_decorators_record_with_the_monitor_the_factory_hands_out(logs: Path) -> None:
+    """A class registered with the process-wide factory is what ``@observe_tool_call`` records with,
+    before and after the decorator first ran, and the decorators share the factory's ``llm`` monitor."""
+    from infrastructure.monitoring import ToolPerformanceMonitor
+    from infrastructure.monitoring.instrumentation.decorators import monitor_of
+
+    seen: list[tuple[str, bool]] = []
+
+    class AuditedTool(ToolPerformanceMonitor):
+        def record_tool_call(self, tool_name: str, duration: float, success: bool = True, **extra: Any) -> None:
+            seen.append((tool_name, success))
+            super().record_tool_call(tool_name, duration, success, **extra)
+
+    @observe_tool_call("y")
+    def use(fail: bool = False) -> int:
+        if fail:
+            raise BoomError
+        return 1
+
+    @observe_llm_call(model="gpt-4o")
+    def ask() -> dict[str, Any]:
+        return {"usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    assert use() == 1  # the built-in monitor, made before any registration
+    factory = PerformanceMonitorFactory.get_instance()
+    factory.register_monitor("tool", AuditedTool)
+    assert use() == 1
+    with pytest.raises(BoomError):
+        use(fail=True)
+    assert seen == [("y", True), ("y", False)]
+    assert monitor_of("tool") is factory.create_monitor("tool")
+    assert type(factory.create_monitor("tool")) is AuditedTool
+    ask()
+    assert monitor_of("llm") is factory.create_monitor("llm")  # one llm monitor (one price table) per process
+    assert [r["tool_name"] for r in records(logs, "tool")] == ["y", "y", "y"]
+
+
+def test_a_container_override_reaches_the_decorators(logs: Path) -> None:
+    """What the process-wide factory's container makes is what the decorators record with."""
+    from dependency_injector import providers
+
+    from infrastructure.monitoring import TaskPerformanceMonitor
+
+    made: list[str] = []
+
+    class CountingTask(TaskPerformanceMonitor):
+        def record_task_execution(self, task_type: str, duration: float, success: bool = True,
+                                  **extra: Any) -> None:
+            made.append(task_type)
+            super().record_task_execution(task_type, duration, success, **extra)
+
+    factory = PerformanceMonitorFactory.get_instance()
+    factory.container.task.override(providers.Factory(CountingTask, logger=factory.get_writer("task")))
+
+    @observe_task_execution("answer")
+    def answer() -> str:
+        return "42"
+
+    assert answer() == "42"
+    assert made == ["answer"]
+    assert records(logs, "task")[0]["task_type"] == "answer"
+
+
+def test_unknown_names_still_raise_after_a_decorator_used_them(logs: Path) -> None:
+    """``@timed(module="etl")`` records through a plain monitor; the factory still knows no ``etl`` monitor."""
+    from infrastructure.monitoring import UnknownMonitorError
+
+    @timed("load", module="etl")
+    def load() -> int:
+        return 1
+
+    assert load() == 1
+    assert records(logs, "etl")[0]["operation"] == "load"
+    with pytest.raises(UnknownMonitorError):
+        PerformanceMonitorFactory.get_instance().create_monitor("etl")
+
+
+# --------------------------------------------------------------------------- the items of a generator
+
+
+class Chunk:
+    """An item whose ``usage`` property raises: an application object, not an LLM response."""
+
+    @property
+    def usage(self) -> Any:
+        raise RuntimeError("not loaded")
+
+
+def test_timed_generator_items_are_not_read(logs: Path) -> None:
+    """``@timed`` over a generator passes its items through untouched: an item whose property raises
+    never breaks the loop, and the call is recorded as the success it was."""
+
+    @timed("rows")
+    def rows() -> Any:
+        yield Chunk()
+        yield Chunk()
+
+    @timed("arows")
+    async def arows() -> Any:
+        yield Chunk()
+
+    async def drain() -> int:
+        return len([item async for item in arows()])
+
+    assert len(list(rows())) == 2
+    assert asyncio.run(drain()) == 1
+    first, second = records(logs, "task")
+    assert (first["operation"], first["success"], "error_type" in first) == ("rows", True, False)
+    assert (second["operation"], second["success"]) == ("arows", True)
+    assert first["time_to_first_item"] >= 0
+
+
+def test_an_llm_generator_item_that_cannot_be_read_is_passed_on(logs: Path) -> None:
+    """A decorated LLM generator reads its items for usage, but one that cannot be read still goes to the loop."""
+
+    @observe_llm_call(model="gpt-4o")
+    def chunks() -> Any:
+        yield Chunk()
+        yield SimpleNamespace(usage={"prompt_tokens": 2, "completion_tokens": 3})
+
+    assert len(list(chunks())) == 2
+    (line,) = records(logs, "llm")
+    assert (line["success"], line["prompt_tokens"], line["completion_tokens"]) == (True, 2, 3)

@@ -867,3 +867,56 @@ def test_a_returned_iterator_keeps_exactly_what_it_could_do(llm: Any, lines: Any
     assert (first["model"], first["streaming"], first["success"]) == ("local", True, True)
     assert "abandoned" not in first
     assert second["abandoned"] is True
+
+
+def test_instrument_records_with_a_class_registered_with_the_factory(oai: openai.OpenAI, log_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``instrument()`` without ``monitor=`` records with the process-wide factory's ``llm`` monitor,
+    whatever class was registered for it."""
+    from infrastructure.monitoring import LLMPerformanceMonitor
+
+    seen: list[str] = []
+
+    class AuditedLLM(LLMPerformanceMonitor):
+        def record_llm_call(self, model: str, *args: Any, **kwargs: Any) -> None:
+            seen.append(model)
+            super().record_llm_call(model, *args, **kwargs)
+
+    monkeypatch.setenv("MONITORING_LOG_DIR", str(log_dir))
+    PerformanceMonitorFactory.reset_instance()
+    PerformanceMonitorFactory.get_instance().register_monitor("llm", AuditedLLM)
+    instrument("openai")
+    try:
+        oai.chat.completions.create(model="gpt-4o", messages=HI)
+    finally:
+        uninstrument()
+    assert seen == [OPENAI_MODEL]
+    (line,) = read_records(log_dir / "llm_metrics.log")
+    assert core(line) == (OPENAI_MODEL, LOCAL, 12, 5, 17, 4, True)
+
+
+def test_a_decorated_generator_closes_inside_its_recording(oai: openai.OpenAI, log_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SDK call a decorated generator makes while it is being closed early adds to the generator's own
+    line (written once the clean-up is over): one line, as for the calls it makes while it runs."""
+    monkeypatch.setenv("MONITORING_LOG_DIR", str(log_dir))
+    PerformanceMonitorFactory.reset_instance()
+
+    @observe_llm_call(model="gpt-4o")
+    def chat() -> Iterator[str]:
+        try:
+            yield "first"
+            yield "second"
+        finally:
+            oai.chat.completions.create(model="gpt-4o", messages=HI)
+
+    instrument("openai")
+    try:
+        stream = chat()
+        assert next(stream) == "first"
+        stream.close()
+    finally:
+        uninstrument()
+    (line,) = read_records(log_dir / "llm_metrics.log")
+    assert (line["abandoned"], line["model"], line["prompt_tokens"], line["completion_tokens"]) == (
+        True, OPENAI_MODEL, 12, 5)

@@ -113,3 +113,26 @@ def test_switched_off_profiles_nothing(tmp_path: Path, log_dir: Path, monkeypatc
     with profile_context("something", kind="memory"):
         bytearray(1000)
     assert (log_dir / "profile_metrics.log").exists()
+
+
+def test_disable_stops_profiling_at_once(logs: Path) -> None:
+    """``PerformanceMonitorFactory.disable()``: a profiled block runs unprofiled and writes no line; ``enable()``
+    brings both back."""
+    import tracemalloc
+
+    from infrastructure.monitoring.instrumentation import start_profiling, stop_profiling
+
+    assert not tracemalloc.is_tracing()
+    PerformanceMonitorFactory.disable()
+    with profile_context("off", kind="memory"):
+        assert not tracemalloc.is_tracing()  # not even started
+    assert start_profiling("memory") is False
+    record = stop_profiling("memory")
+    assert record is not None
+    assert dict(record.details) == {}
+    assert not (logs / "profile_metrics.log").exists()
+    PerformanceMonitorFactory.enable()
+    with profile_context("on", kind="memory"):
+        assert tracemalloc.is_tracing()
+    (line,) = read_records(logs / "profile_metrics.log")
+    assert line["name"] == "on"

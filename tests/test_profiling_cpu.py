@@ -228,3 +228,27 @@ def test_a_clear_message_when_the_system_forbids_attaching(tmp_path: Path) -> No
     assert "kernel.yama.ptrace_scope" in line["profiler_error"]
     assert line["samples"] == 0
     assert "py-spy may not attach" in done.stderr  # the warning, once
+
+
+def test_a_py_spy_that_cannot_run_leaves_the_block_running(logs: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``py-spy`` first on PATH that the system cannot execute: the block runs, the line says why, and
+    the temporary folder made for the profile is gone."""
+    import tempfile
+
+    fake = tmp_path / "bin" / "py-spy"
+    fake.parent.mkdir()
+    fake.write_bytes(b"\x00\x01 not a program\n")
+    fake.chmod(0o755)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("PATH", str(fake.parent))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ran = []
+    with profile_context("step", kind="cpu"):
+        ran.append(1)
+    assert ran == [1]
+    (line,) = read_records(logs / "profile_metrics.log")
+    assert line["profiler_error"].startswith("py-spy could not be started: ")
+    assert (line["samples"], line["success"]) == (0, True)
+    assert list(scratch.iterdir()) == []

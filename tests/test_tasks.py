@@ -259,3 +259,38 @@ def test_code_changes_per_task_and_per_session(logs: Path) -> None:
     assert summary["code_changes"] == {"changes": 4, "files_changed": 7, "lines_added": 48, "lines_removed": 15}
     report = CliRunner().invoke(main, ["report", "--session", "s-code", "--log-dir", str(logs)])
     assert "Code changes: 4 changes, 7 files, +48 -15 lines" in report.output
+
+
+def test_record_code_change_uses_the_process_task_monitor(logs: Path) -> None:
+    """``record_code_change`` records with the monitor ``create_monitor("task")`` returns (a registered class
+    included), and while recording is switched off it makes no monitor and writes nothing."""
+    from infrastructure.monitoring import TaskPerformanceMonitor
+
+    made: list[object] = []
+    seen: list[Any] = []
+
+    class AuditedTask(TaskPerformanceMonitor):
+        def __init__(self, logger: Any = None) -> None:
+            super().__init__(logger)
+            made.append(self)
+
+        def record_code_change(self, files_changed: Any, lines_added: int = 0, lines_removed: int = 0,
+                               **extra: Any) -> None:
+            seen.append(files_changed)
+            super().record_code_change(files_changed, lines_added, lines_removed, **extra)
+
+    factory = PerformanceMonitorFactory.get_instance()
+    factory.register_monitor("task", AuditedTask)
+    record_code_change(2, 5, 1)
+    assert seen == [2]
+    assert made == [factory.create_monitor("task")]
+    assert get_task_monitor() is made[0]
+    factory.disable()
+    try:
+        for _ in range(3):
+            record_code_change(1, 1, 1)
+    finally:
+        factory.enable()
+    assert (len(made), seen) == (1, [2])
+    (change,) = [r for r in read_records(logs / "task_metrics.log") if r["operation"] == "code_change"]
+    assert (change["files_changed"], change["lines_added"]) == (2, 5)

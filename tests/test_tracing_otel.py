@@ -446,6 +446,51 @@ def test_a_real_sdk_stream_and_an_instrumented_call_are_spans(logs: Path, api: A
     assert claude_line["span_id"] == patched["span_id"]
 
 
+def test_a_cancelled_call_is_no_error_span(logs: Path) -> None:
+    """A decorated coroutine cancelled inside a trace: its line says ``CancelledError`` and not a success,
+    its span is not an error (as ``start_as_current_span`` treats what is not an ``Exception``)."""
+    tracer = get_tracer(__name__)
+
+    @observe_tool_call("slow")
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        with tracer.start_as_current_span("root"):
+            running = asyncio.ensure_future(slow())
+            await asyncio.sleep(0.01)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+    asyncio.run(main())
+    line = only(logs, "tool")
+    assert (line["success"], line["error_type"]) == (False, "CancelledError")
+    span = spans(logs)["tool_call slow"]
+    assert (span["status"], "status_message" in span, "events" in span) == ("ok", False, False)
+    assert span["attributes"]["error.type"] == "CancelledError"
+    assert span["parent_span_id"] == spans(logs)["root"]["span_id"]
+
+
+def test_use_span_flags_decide_what_an_escaping_exception_does(logs: Path) -> None:
+    """``use_span``'s own ``record_exception`` / ``set_status_on_exception`` apply to its block, over the span's."""
+    tracer = get_tracer(__name__)
+    quiet = tracer.start_span("quiet", record_exception=False, set_status_on_exception=False)
+    with pytest.raises(ValueError, match="loud"), use_span(quiet, end_on_exit=True):
+        raise ValueError("loud")
+    status_only = tracer.start_span("status_only")
+    with pytest.raises(ValueError, match="x"), use_span(status_only, end_on_exit=True, record_exception=False):
+        raise ValueError("x")
+    event_only = tracer.start_span("event_only")
+    with pytest.raises(ValueError, match="y"), use_span(event_only, end_on_exit=True, set_status_on_exception=False):
+        raise ValueError("y")
+    found = spans(logs)
+    assert (found["quiet"]["status"], found["quiet"]["events"][0]["exception.message"]) == ("error", "loud")
+    assert (found["status_only"]["status"], "events" in found["status_only"]) == ("error", False)
+    assert (found["event_only"]["status"], found["event_only"]["events"][0]["exception.type"]) == (
+        "ok", "ValueError")
+
+
 def test_no_span_under_an_unsampled_trace(logs: Path) -> None:
     """A trace that is not sampled writes no span for its calls; their lines are written as always."""
     with trace.Tracer(__name__, sample_rate=0.0).start_as_current_span("unsampled"):

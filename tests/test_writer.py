@@ -202,3 +202,55 @@ def test_secrets_deep_inside_nested_values_never_pass(tmp_path: Path) -> None:
     assert "deep-secret-value" not in raw
     assert "hunter2" not in raw
     assert '"<max depth>"' in raw
+
+
+class FlakySink:
+    """A sink that fails while ``broken`` (a full disk) and keeps the lines it was given."""
+
+    path = "flaky.log"
+
+    def __init__(self) -> None:
+        self.broken = False
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, line: bytes, now: float) -> None:
+        if self.broken:
+            raise OSError(28, "No space left on device")
+        self.lines.append(json.loads(line))
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_sampled_family_keeps_its_writer_faults_and_every_error() -> None:
+    """Sampling never drops what went wrong: the writer's own ``writer_fault`` note (left unweighted), error
+    spans and error-level log lines are kept like failed calls, with weight 1."""
+    from infrastructure.monitoring.logger_writer import Sampler
+
+    sink = FlakySink()
+    sampler = Sampler(0.5)
+    writer = MetricsLogger("sampled", sink, processors=[sampler])
+    sink.broken = True
+    for seq in range(3):
+        writer.log_counter("lost", 1, seq=seq)
+    sink.broken = False
+    while not sink.lines:
+        writer.log_counter("back", 1)
+    for status in ("error", "ok", "ok", "ok"):
+        writer.write_record({"timestamp": 0.0, "metric_type": "timer", "operation": "span", "duration": 0.1,
+                             "status": status})
+    for level in ("error", "CRITICAL", "info", "info"):
+        writer.write_record({"timestamp": 0.0, "metric_type": "log", "operation": "log", "level": level,
+                             "message": "m"})
+    by_operation: dict[str, list[dict[str, Any]]] = {}
+    for record in sink.lines:
+        by_operation.setdefault(record["operation"], []).append(record)
+    (fault,) = by_operation["writer_fault"]
+    assert fault["dropped"] == 2  # of the three lost, the sampler had left one out anyway
+    assert "sample_weight" not in fault
+    errors = [r for r in by_operation["span"] if r["status"] == "error"]
+    assert [r["sample_weight"] for r in errors] == [1]
+    assert 1 <= len(by_operation["span"]) - 1 <= 2  # of the three others, one in two
+    assert [(r["level"], r["sample_weight"]) for r in by_operation["log"] if r["level"] != "info"] == [
+        ("error", 1), ("CRITICAL", 1)]
+    assert not hasattr(sampler, "dropped")

@@ -46,6 +46,8 @@ from .instrumentation.llm_clients import (
     request_reader,
     scoped_aiter,
     scoped_iter,
+    stepped_aiter,
+    stepped_iter,
     stream_kind,
     watch,
 )
@@ -143,10 +145,13 @@ class _Call:
         """The call's span and how it is described, when it was made inside a trace."""
 
     def saw(self, item: Any) -> None:
-        """One item of a stream went by: note the first one's time, merge its usage, keep its model."""
+        """One item of an LLM stream went by: note the first one's time, merge its usage, keep its
+        model. An item that cannot be read (a property that raises) still goes to the application:
+        the line then says less, the application's loop never sees our error."""
         if self.first is None:
             self.first = _clock()
-        note(self, item)
+        with contextlib.suppress(Exception):  # reading a response is best effort, never the caller's problem
+            note(self, item)
 
 
 Recorder = Callable[[Any, _Call, float], Any]
@@ -189,8 +194,10 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *,  # noqa: PLR091
     """Wrap ``fn`` of any kind so that each call is recorded once by ``record``; ``lookup``
     gives the monitor to record with, or ``None`` to run ``fn`` untimed (switched off).
     ``fast``, when given, records a plain call that returned normally without building the
-    per-call state a stream or a failure needs. With ``watch_result``, a returned iterator
-    (or SDK stream helper) comes back as a proxy of itself, recorded when it ends.
+    per-call state a stream or a failure needs. With ``watch_result`` (the LLM wrappers), a
+    returned iterator (or SDK stream helper) comes back as a proxy of itself, recorded when it
+    ends, and the items a decorated generator yields are read for usage and model; without
+    it only the first item's time is noted (a tool's or task's items are the application's).
     ``request`` (LLM calls) reads the model a call asks for, kept for when the response
     cannot say it; while ``instrument()`` is on, each call is then also the recording in
     progress, so the SDK calls it makes add to its line instead of writing their own.
@@ -222,7 +229,7 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *,  # noqa: PLR091
                 source = scoped_aiter(source, call)
             if traced and (parent := span_get()) is not None and parent.context.sampled:
                 source = _current_aiter(source, plan.open(call))
-            inner = _watch_async(source, monitor, record, call)
+            inner = _watch_async(source, monitor, record, call, watch_result)
             try:
                 async for item in inner:
                     yield item
@@ -243,7 +250,7 @@ def _wrap(fn: F, lookup: Callable[[], Any], record: Recorder, *,  # noqa: PLR091
                 source = scoped_iter(source, call)
             if traced and (parent := span_get()) is not None and parent.context.sampled:
                 source = _current_iter(source, plan.open(call))
-            return (yield from _watch(source, monitor, record, call))
+            return (yield from _watch(source, monitor, record, call, watch_result))
 
         return gen_wrapper  # type: ignore[return-value]
 
@@ -380,46 +387,12 @@ async def _atraced(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
 def _current_iter(source: Iterator[Any], span: Span) -> Iterator[Any]:
     """A decorated generator run with its span current while its own code runs (each step), never
     while the consumer's does."""
-    try:
-        while True:
-            tokens = _activate(span)
-            try:
-                item = next(source)
-            except StopIteration:
-                return
-            finally:
-                _deactivate(tokens)
-            yield item
-    finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            tokens = _activate(span)
-            try:
-                close()
-            finally:
-                _deactivate(tokens)
+    return stepped_iter(source, lambda: _activate(span), _deactivate)
 
 
-async def _current_aiter(source: AsyncIterator[Any], span: Span) -> AsyncIterator[Any]:
+def _current_aiter(source: AsyncIterator[Any], span: Span) -> AsyncIterator[Any]:
     """The async form of ``_current_iter``."""
-    try:
-        while True:
-            tokens = _activate(span)
-            try:
-                item = await source.__anext__()
-            except StopAsyncIteration:
-                return
-            finally:
-                _deactivate(tokens)
-            yield item
-    finally:
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            tokens = _activate(span)
-            try:
-                await aclose()
-            finally:
-                _deactivate(tokens)
+    return stepped_aiter(source, lambda: _activate(span), _deactivate)
 
 
 def _is_stream(result: Any) -> bool:
@@ -437,12 +410,16 @@ def _returned(result: Any, monitor: Any, record: Recorder, call: _Call, watch_re
     return result
 
 
-def _watch(stream: Iterator[Any], monitor: Any, record: Recorder, call: _Call) -> Iterator[Any]:
-    """Pass a stream through, noting its first item and its latest usage; record once at its end."""
+def _watch(stream: Iterator[Any], monitor: Any, record: Recorder, call: _Call, read: bool) -> Iterator[Any]:
+    """Pass a stream through, noting its first item (and, with ``read``, an LLM stream's latest
+    usage and model); record once at its end."""
     done = False
     try:
         for item in stream:
-            call.saw(item)
+            if read:
+                call.saw(item)
+            elif call.first is None:
+                call.first = _clock()
             yield item
         done = True
     except GeneratorExit:  # the consumer closed it early: abandoned (marked below)
@@ -454,17 +431,23 @@ def _watch(stream: Iterator[Any], monitor: Any, record: Recorder, call: _Call) -
     finally:
         if not done:
             call.abandoned = True
-        _finish(monitor, record, call)
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        try:  # closed first: the generator's own clean-up is part of the call (in its span and its line)
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        finally:
+            _finish(monitor, record, call)
 
 
-async def _watch_async(stream: AsyncIterator[Any], monitor: Any, record: Recorder, call: _Call) -> AsyncGenerator[Any]:
+async def _watch_async(stream: AsyncIterator[Any], monitor: Any, record: Recorder, call: _Call,
+                       read: bool) -> AsyncGenerator[Any]:
     done = False
     try:
         async for item in stream:
-            call.saw(item)
+            if read:
+                call.saw(item)
+            elif call.first is None:
+                call.first = _clock()
             yield item
         done = True
     except GeneratorExit:  # the consumer closed it early: abandoned (marked below)
@@ -476,11 +459,13 @@ async def _watch_async(stream: AsyncIterator[Any], monitor: Any, record: Recorde
     finally:
         if not done:
             call.abandoned = True
-        _finish(monitor, record, call)
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(RuntimeError):  # closed from a finaliser while already closing
-                await aclose()
+        try:  # closed first: the generator's own clean-up is part of the call (in its span and its line)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(RuntimeError):  # closed from a finaliser while already closing
+                    await aclose()
+        finally:
+            _finish(monitor, record, call)
 
 
 def _finish(monitor: Any, record: Recorder, call: _Call) -> None:
@@ -511,7 +496,8 @@ def _finish_traced(monitor: Any, record: Recorder, call: _Call, traced: tuple[Sp
             error = call.error
             if error is not None:
                 span.set_attribute("error.type", type(error).__qualname__)
-                span._failed(error)
+                if isinstance(error, Exception):  # as start_as_current_span: a cancellation is no failure
+                    span._failed(error)
             elif call.abandoned:
                 span.set_attribute("abandoned", True)
             if plan.end is not None:
@@ -555,18 +541,23 @@ def _success_template(monitor: Any, operation: str, label_key: str | None, label
 
 
 def _fast_path(make: Callable[[Any], tuple[dict[str, Any], Callable[..., None]] | None],
-               fallback: Callable[[Any, float], None]) -> Fast:
+               fallback: Callable[[Any, float], None], plain: Callable[..., Any]) -> Fast:
     """``fast(monitor, duration, result)``: the template of the current monitor (rebuilt when the
     factory hands out another one) copied and written, else the monitor's own method.
-    One call and one dictionary copy per record: this is the hot path of every decorator."""
+    One call and one dictionary copy per record: this is the hot path of every decorator.
+    The template writes what the built-in method ``plain`` would; a monitor whose class
+    replaces that method (a class given to ``register_monitor``) has its own method called."""
     state: list[Any] = [None, None, None]  # monitor, template, write
+    method = plain.__name__
 
     def fast(monitor: Any, duration: float, result: Any) -> None:  # noqa: ARG001 - the result is not recorded
         if state[0] is not monitor:
-            try:
-                made = make(monitor)
-            except Exception:  # noqa: BLE001 - a writer that cannot prepare: use the general path
-                made = None
+            made = None
+            if getattr(type(monitor), method, None) is plain:
+                try:
+                    made = make(monitor)
+                except Exception:  # noqa: BLE001 - a writer that cannot prepare: use the general path
+                    made = None
             state[:] = [monitor, *(made or (None, None))]
         template = state[1]
         if template is None:
@@ -585,9 +576,11 @@ def fixed(monitor: Any) -> Callable[[], Any]:
     return lambda: active if SWITCHED_ON[0] else None
 
 
-def timed_by(operation: str, lookup: Callable[[], Any], fields: dict[str, Any]) -> Callable[[F], F]:
+def timed_by(operation: str, lookup: Callable[[], Any], fields: dict[str, Any],
+             plain: Callable[..., Any]) -> Callable[[F], F]:
     """A decorator recording each call as one timer line of ``operation`` through the monitor
-    ``lookup`` gives (``None``: switched off, the call runs untimed)."""
+    ``lookup`` gives (``None``: switched off, the call runs untimed). ``plain``: the built-in
+    ``record_timer`` (the monitors' module, above this one, hands it in)."""
 
     def record(monitor: Any, call: _Call, duration: float) -> None:
         extra = dict(fields)
@@ -602,7 +595,7 @@ def timed_by(operation: str, lookup: Callable[[], Any], fields: dict[str, Any]) 
     def general(monitor: Any, duration: float) -> None:
         monitor.record_timer(operation, duration, success=True, **fields)
 
-    fast = _fast_path(lambda m: _success_template(m, operation, None, None, fields), general)
+    fast = _fast_path(lambda m: _success_template(m, operation, None, None, fields), general, plain)
 
     def decorate(fn: F) -> F:
         return _wrap(fn, lookup, record, fast=fast)

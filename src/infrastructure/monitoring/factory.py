@@ -49,7 +49,6 @@ class PerformanceMonitorFactory:
     def __init__(self, container: MonitoringContainer | None = None) -> None:
         self.container = container if container is not None else MonitoringContainer()
         self._lock = threading.Lock()
-        self._monitors: dict[str, Any] = {}
         self._custom: dict[str, type[LightweightPerformanceMonitor]] = {}
         self._pool: WriterPool | None = None
         """The container's writer pool once this factory has used it (what ``shutdown`` closes)."""
@@ -79,6 +78,7 @@ class PerformanceMonitorFactory:
         """``instrumentation.auto``: patch the SDKs it names as the process-wide factory starts."""
         try:
             settings = self.settings
+            self._writers()  # from now on the decorators record with this factory's monitors
         except MonitoringError:
             return  # a broken configuration is reported at first use, where it always was
         auto_instrument(settings)
@@ -117,35 +117,37 @@ class PerformanceMonitorFactory:
     def create_monitor(self, name: str) -> Any:
         """The monitor registered as ``name``, the same instance on every call.
 
+        The instance lives in this factory's writer pool (``WriterPool.monitor``), where the
+        decorators and ``instrument()`` find it too when this is the process-wide factory.
         Raises ``UnknownMonitorError`` (a ``LookupError``) listing the known names.
         """
-        monitor = self._monitors.get(name)
-        if monitor is not None:
-            return monitor
-        with self._lock:
-            monitor = self._monitors.get(name)
-            if monitor is None:
-                monitor = self._build_monitor(name)
-                self._monitors[name] = monitor
-        return monitor
+        if name not in self._custom and name not in self.container.monitors.providers:
+            raise UnknownMonitorError(name, self.available_monitors())
+        return self._writers().monitor(name, self._make)
 
     def _build_monitor(self, name: str) -> Any:
+        """The monitor of ``name`` as this factory makes it (a registered class, else the
+        container's), or ``None`` for a name it does not know (the pool's caller makes that one)."""
         custom = self._custom.get(name)
         if custom is not None:
             monitor: Any = custom(self.get_writer(name))
         elif name in self.container.monitors.providers:
-            self._writers()  # the monitor's writer comes from this same pool
             monitor = self.container.monitors(name)
         else:
-            raise UnknownMonitorError(name, self.available_monitors())
+            return None
         if isinstance(monitor.logger, NoOpMetricsLogger):  # monitoring or this module is switched off
             switch_off(monitor)
         return monitor
 
+    def _make(self, _pool: WriterPool, name: str) -> Any:
+        """``create_monitor``'s own way to make a name it knows, should another factory own the pool."""
+        return self._build_monitor(name)
+
     def register_monitor(self, name: str, monitor_class: type[LightweightPerformanceMonitor]) -> None:
         """Make ``create_monitor(name)`` return a ``monitor_class`` writing to ``<name>_metrics.log``.
 
-        Registering a name again replaces the class (and the cached instance).
+        Registering a name again replaces the class (and the cached instance). On the
+        process-wide factory the decorators recording to ``name`` use the new class too.
         """
         if not isinstance(name, str) or not MODULE_NAME_RE.match(name):
             raise ValueError(f"monitor name {name!r} must be letters, digits, '_', '.', '-' (it names a file)")
@@ -153,16 +155,22 @@ class PerformanceMonitorFactory:
             raise TypeError(f"monitor_class must subclass LightweightPerformanceMonitor, got {monitor_class!r}")
         with self._lock:
             self._custom[name] = monitor_class
-            self._monitors.pop(name, None)
+        try:
+            pool = self._writers()
+        except MonitoringError:
+            return  # a broken configuration is reported at first use, where it always was
+        pool.forget_monitor(name)
 
     def get_writer(self, module: str) -> MetricsWriter:
         """The writer of ``module``'s file family (shared by all its monitors)."""
         return self._writers().get(module)
 
     def _writers(self) -> WriterPool:
+        """The container's pool, which from now on makes its monitors the way this factory does."""
         pool = self._pool
         if pool is None:
             pool = self._pool = self.container.writers()
+            pool.attach(self._build_monitor)
         return pool
 
     # ------------------------------------------------------------------ the application's own logs
@@ -282,9 +290,8 @@ class PerformanceMonitorFactory:
         if service is not None:
             service.stop(wait=True)
         with self._lock:
-            self._monitors.clear()
             pool, self._pool = self._pool, None
-        if pool is not None:  # never built (or its configuration was bad): nothing to close
+        if pool is not None:  # never built (or its configuration was bad): nothing to close; its monitors go with it
             pool.close()
             self.container.writers.reset()
 
@@ -294,3 +301,4 @@ class PerformanceMonitorFactory:
 
 def _default_settings() -> MonitoringSettings:
     return default_pool().settings
+

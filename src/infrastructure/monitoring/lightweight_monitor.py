@@ -71,7 +71,7 @@ class LightweightPerformanceMonitor:
 
     def timed(self, operation: str, **fields: Any) -> Any:
         """``@monitor.timed("op")`` on a function, coroutine, generator or async generator."""
-        return timed_by(operation, fixed(self), fields)
+        return timed_by(operation, fixed(self), fields, LightweightPerformanceMonitor.record_timer)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(module={self.module!r})"

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -41,8 +41,8 @@ from .processors import DropRecord, Redactor, process_info
 from .schema import WRITER_FIELDS
 
 __all__ = [
-    "SWITCHED_ON", "MetricsLogger", "NoOpMetricsLogger", "Sampler", "WriterPool", "default_pool", "default_redactor",
-    "set_default_pool", "user_fields",
+    "SWITCHED_ON", "MetricsLogger", "NoOpMetricsLogger", "Sampler", "WriterPool", "active_writer", "default_pool",
+    "default_redactor", "set_default_pool", "user_fields",
 ]
 
 _time = time.time
@@ -50,6 +50,8 @@ _dumps = orjson.dumps
 _bound_get = BOUND.get
 _OPT: Final = orjson.OPT_APPEND_NEWLINE
 _live_writers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
+MonitorBuilder = Callable[[str], Any]
+"""``owner(name)``: the monitor of ``name`` as the factory owning a pool makes it (``None``: a name it lacks)."""
 
 
 class MetricsLogger:
@@ -325,6 +327,9 @@ class WriterPool:
         self._lock = threading.Lock()
         self._writers: dict[str, MetricsWriter] = {}
         self._sinks: dict[str, FileSink] = {}
+        self._monitor_lock = threading.RLock()  # a monitor's constructor may ask for another monitor
+        self._monitors: dict[str, Any] = {}
+        self._owner: MonitorBuilder | None = None
 
     def get(self, module: str) -> MetricsWriter:
         """The writer of ``module`` (a no-op writer when monitoring or the module is off)."""
@@ -368,6 +373,40 @@ class WriterPool:
     def modules(self) -> list[str]:
         return sorted(self._writers)
 
+    # ------------------------------------------------------------------ one monitor per name
+
+    def monitor(self, name: str, build: Callable[[WriterPool, str], Any]) -> Any:
+        """The one monitor of ``name`` over this pool, made on first use.
+
+        The factory and the decorators both ask here, so a process has one ``llm`` monitor
+        (one price table) and a class registered with the factory, or a container
+        override, is what the decorators record with too. The factory that owns the pool
+        (``attach``) makes the names it knows; any other name, or every name when no
+        factory owns the pool, is made by ``build(pool, name)``.
+        """
+        monitor = self._monitors.get(name)
+        if monitor is None:
+            with self._monitor_lock:
+                monitor = self._monitors.get(name)
+                if monitor is None:
+                    owner = self._owner
+                    monitor = owner(name) if owner is not None else None
+                    if monitor is None:
+                        monitor = build(self, name)
+                    self._monitors[name] = monitor
+        return monitor
+
+    def attach(self, owner: MonitorBuilder) -> None:
+        """Let the factory that uses this pool make its monitors: ``owner(name)`` returns the
+        monitor of a name it knows, ``None`` for any other."""
+        with self._monitor_lock:
+            self._owner = owner
+
+    def forget_monitor(self, name: str) -> None:
+        """Drop the monitor of ``name`` (its class was registered again): the next ask makes a new one."""
+        with self._monitor_lock:
+            self._monitors.pop(name, None)
+
     def close(self) -> None:
         """Close every file; a second call does nothing."""
         with self._lock:
@@ -375,6 +414,8 @@ class WriterPool:
                 sink.close()
             self._sinks.clear()
             self._writers.clear()
+        with self._monitor_lock:
+            self._monitors.clear()
 
 
 class Sampler:
@@ -383,24 +424,27 @@ class Sampler:
     Of every ``1 / rate`` records one is kept, by a counter (no randomness: the same calls
     keep the same records, and the share is exact over any run). A kept record carries
     ``sample_weight`` (how many records it stands for), so ``--agg sum:sample_weight`` scales
-    totals back; a failure (``success`` false) is always kept, with weight 1, so error counts
-    stay exact. ``dropped`` counts what was left out. A processor in the writer's chain: a
+    totals back. A failure is always kept, with weight 1, so error counts stay exact: ``success``
+    false, an error span (``status: "error"``) or an error-level log line. The writer's own
+    ``writer_fault`` notes pass untouched: they say how many records an outage cost, and a
+    sampled family needs that count as much as any other. A processor in the writer's chain: a
     family that is not sampled does not pay for it.
     """
 
-    __slots__ = ("_credit", "_lock", "dropped", "rate", "weight")
+    __slots__ = ("_credit", "_lock", "rate", "weight")
 
     def __init__(self, rate: float) -> None:
         if not 0 < rate <= 1:
             raise ValueError(f"sample_rate must be in (0, 1], got {rate!r}")
         self.rate = rate
         self.weight = 1.0 / rate
-        self.dropped = 0
         self._credit = 1.0 - rate  # the first record is kept
         self._lock = threading.Lock()
 
     def __call__(self, _logger: Any, _name: str, record: EventDict) -> EventDict:
-        if record.get("success") is False:
+        if record.get("operation") in _NEVER_SAMPLED and record.get("metric_type") == "event":
+            return record
+        if _failed(record):
             record["sample_weight"] = 1
             return record
         with self._lock:
@@ -408,12 +452,23 @@ class Sampler:
             keep = self._credit >= 1.0
             if keep:
                 self._credit -= 1.0
-            else:
-                self.dropped += 1
         if not keep:
             raise DropRecord
         record["sample_weight"] = self.weight
         return record
+
+
+_NEVER_SAMPLED: Final = frozenset({"writer_fault"})
+"""Events the package writes about its own faults: always kept, never weighted."""
+_FAILED_LEVELS: Final = frozenset({"error", "critical", "fatal", "exception"})
+
+
+def _failed(record: EventDict) -> bool:
+    """A record of something that went wrong: a failed call, an error span, an error-level log line."""
+    if record.get("success") is False or record.get("status") == "error":
+        return True
+    level = record.get("level")
+    return isinstance(level, str) and level.lower() in _FAILED_LEVELS
 
 
 def default_redactor(settings: MonitoringSettings) -> Redactor | None:
@@ -458,6 +513,15 @@ def default_pool() -> WriterPool:
                 settings = load_settings()
                 pool = _DEFAULT[0] = WriterPool(settings, redactor=default_redactor(settings))
     return pool
+
+
+def active_writer(module: str) -> MetricsWriter:
+    """The writer of ``module`` in the process default pool, or a no-op one while recording is
+    switched off (``PerformanceMonitorFactory.disable()``): what tasks, sessions, profiles and
+    spans write through, read once per record so ``disable()`` stops them at once."""
+    if not SWITCHED_ON[0]:
+        return NoOpMetricsLogger(module)
+    return default_pool().get(module)
 
 
 def set_default_pool(pool: WriterPool | None) -> WriterPool | None:

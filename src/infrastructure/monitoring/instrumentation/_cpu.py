@@ -80,13 +80,19 @@ class CpuSampler:
         if executable is None:
             self.error = not_installed_message()
             return
-        folder = self._folder = Path(tempfile.mkdtemp(prefix="monitoring-cpu-"))
-        with open(folder / "py-spy.log", "wb") as log:  # a file, not a pipe: a long run cannot fill it and stall
-            self._process = subprocess.Popen(  # the command holds our own pid and numbers only
-                [executable, "record", "--pid", str(os.getpid()), "--format", "raw", "--function",
-                 "--rate", str(self.rate), "--output", str(folder / "profile.txt")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        try:
+            folder = self._folder = Path(tempfile.mkdtemp(prefix="monitoring-cpu-"))
+            with open(folder / "py-spy.log", "wb") as log:  # a file, not a pipe: a long run cannot fill it and stall
+                self._process = subprocess.Popen(  # the command holds our own pid and numbers only
+                    [executable, "record", "--pid", str(os.getpid()), "--format", "raw", "--function",
+                     "--rate", str(self.rate), "--output", str(folder / "profile.txt")],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+        except OSError as exc:  # no temporary folder, or a py-spy that cannot run: the profiled code still does
+            self.error = f"py-spy could not be started: {exc}"
+            self._process = None
+            self._cleanup()
+            return
         _allow_tracer(self._process.pid)
         self._wait_until_sampling(folder / "py-spy.log")
 

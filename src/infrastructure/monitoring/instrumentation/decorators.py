@@ -12,11 +12,13 @@ Inside a trace, each call of ``observe_llm_call``, ``observe_tool_call`` and
 read_file``, ``task_execution answer``) with the call's duration, current while the call
 runs; outside a trace they make none (see ``docs/tracing.md``).
 
-The wrappers look their monitor up on each call through the process's default writer
-pool (one list read), so they follow ``PerformanceMonitorFactory.set_instance()`` /
-``reset_instance()`` and a switched-off configuration: then the wrapped callable runs
-with no timing at all. Pass ``monitor=`` to record through a monitor of your own. The
-timing itself is ``_timing``'s, shared with ``monitor.timer`` and ``monitor.timed``.
+The wrappers look their monitor up on each call in the process's default writer pool
+(one dictionary read), where the process-wide factory keeps its monitors: they record
+with the very object ``create_monitor`` returns (a class given to ``register_monitor``
+included), follow ``PerformanceMonitorFactory.set_instance()`` / ``reset_instance()``,
+and run the wrapped callable with no timing at all when switched off. Pass ``monitor=``
+to record through a monitor of your own. The timing itself is ``_timing``'s, shared with
+``monitor.timer`` and ``monitor.timed``.
 
 LLM calls also read the returned object (``llm_clients``): ``model`` and token usage
 from an OpenAI- or Anthropic-style response, attribute or dict alike; a failed call keeps
@@ -34,8 +36,8 @@ from typing import Any, TypeVar
 
 from .._timing import Timer, _Call, _fast_path, _success_template, _wrap, fixed, named_span, observe_llm, timed_by
 from ..implementations import BUILTIN_MONITORS
-from ..lightweight_monitor import LightweightPerformanceMonitor
-from ..logger_writer import SWITCHED_ON, NoOpMetricsLogger, default_pool
+from ..lightweight_monitor import LightweightPerformanceMonitor, switch_off
+from ..logger_writer import SWITCHED_ON, NoOpMetricsLogger, WriterPool, default_pool
 
 __all__ = ["Timer", "observe_llm_call", "observe_task_execution", "observe_tool_call", "timed"]
 
@@ -43,34 +45,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _monitor_lookup(name: str) -> Callable[[], Any]:
-    """The built-in monitor ``name`` over the process's default writer pool, or ``None`` when it
-    is switched off. A call costs one list read while the pool stays the same; a new default
-    (``PerformanceMonitorFactory.set_instance``, ``reset_instance``) is picked up at the next call."""
-    cache: list[Any] = [None, None]  # pool, monitor
+    """The process's monitor ``name`` (``monitor_of``), or ``None`` when recording or that module
+    is switched off. A call costs a dictionary read; a new default (``PerformanceMonitorFactory
+    .set_instance``, ``reset_instance``) or a class registered again is picked up at the next call."""
+    cache: list[Any] = [None, None]  # the pool's monitor, what the wrappers record with (None: its module is off)
 
     def lookup() -> Any:
         if not SWITCHED_ON[0]:  # switched off at run time
             return None
-        pool = default_pool()
-        if cache[0] is not pool:
-            cache[0], cache[1] = pool, default_monitor(pool, name)
+        monitor = default_pool().monitor(name, builtin_monitor)  # monitor_of(name), inlined: runs on every call
+        if monitor is not cache[0]:
+            off = isinstance(getattr(monitor, "logger", None), NoOpMetricsLogger)
+            cache[0], cache[1] = monitor, None if off else monitor
         return cache[1]
 
     return lookup
 
 
-def default_monitor(pool: Any, name: str) -> Any:
-    """The monitor a decorator records with when none is given: the built-in class of ``name``
-    writing through ``pool`` (``None`` when that module is switched off)."""
+def monitor_of(name: str) -> Any:
+    """The monitor ``name`` of the process default pool: the very object
+    ``PerformanceMonitorFactory.get_instance().create_monitor(name)`` returns (a class registered
+    with that factory, a container override), made as the built-in one when no factory owns the pool."""
+    return default_pool().monitor(name, builtin_monitor)
+
+
+def builtin_monitor(pool: WriterPool, name: str) -> Any:
+    """The built-in class of ``name`` writing through ``pool`` (a plain monitor for another name),
+    switched off when its module is: the monitor a pool that no factory owns records with."""
     writer = pool.get(name)
-    if isinstance(writer, NoOpMetricsLogger):
-        return None
     cls = BUILTIN_MONITORS.get(name)
     if cls is None:
-        return LightweightPerformanceMonitor(writer)
-    if name == "llm":
-        return cls(writer, pricing=pool.settings.pricing)
-    return cls(writer)
+        monitor: LightweightPerformanceMonitor = LightweightPerformanceMonitor(writer)
+    elif name == "llm":
+        monitor = cls(writer, pricing=pool.settings.pricing)
+    else:
+        monitor = cls(writer)
+    if isinstance(writer, NoOpMetricsLogger):
+        switch_off(monitor)
+    return monitor
 
 
 # --------------------------------------------------------------------------- public decorators
@@ -78,7 +90,8 @@ def default_monitor(pool: Any, name: str) -> Any:
 
 def timed(operation: str, *, module: str = "task", monitor: Any = None, **fields: Any) -> Callable[[F], F]:
     """``@timed("rerank")``: one timer line per call in ``<module>_metrics.log`` (or through ``monitor``)."""
-    return timed_by(operation, fixed(monitor) if monitor is not None else _monitor_lookup(module), fields)
+    return timed_by(operation, fixed(monitor) if monitor is not None else _monitor_lookup(module), fields,
+                    LightweightPerformanceMonitor.record_timer)
 
 
 _LABELS = {"record_tool_call": ("tool_call", "tool_name"), "record_task_execution": ("task_execution", "task_type")}
@@ -99,7 +112,8 @@ def _named(module: str, method: str, label: str, fields: dict[str, Any]) -> Call
         getattr(monitor, method)(label, duration, True, **fields)
 
     operation, label_key = _LABELS[method]
-    fast = _fast_path(lambda m: _success_template(m, operation, label_key, label, fields), general)
+    fast = _fast_path(lambda m: _success_template(m, operation, label_key, label, fields), general,
+                      getattr(BUILTIN_MONITORS[module], method))
     span = named_span(operation, label_key, label, fields)
 
     def decorate(fn: F) -> F:

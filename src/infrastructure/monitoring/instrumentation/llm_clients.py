@@ -42,6 +42,8 @@ __all__ = [
     "request_reader",
     "scoped_aiter",
     "scoped_iter",
+    "stepped_aiter",
+    "stepped_iter",
     "stream_kind",
     "tokens",
     "usage_of",
@@ -733,38 +735,60 @@ def watch(result: Any, call: Any, finish: Finish) -> Any:
 # --------------------------------------------------------------------------- decorated generators
 
 
-def scoped_iter(source: Iterator[Any], call: Any) -> Iterator[Any]:
-    """``source`` (a decorated generator) run with ``call`` as the recording in progress while it
-    runs, so SDK calls made inside it add to the decorator's line instead of writing their own."""
+def stepped_iter(source: Iterator[Any], enter: Callable[[], Any], leave: Callable[[Any], None]) -> Iterator[Any]:
+    """``source`` (a decorated generator) driven one step at a time with a context set around each
+    step and around its closing: ``enter()`` sets it and returns what ``leave`` takes to put the
+    previous one back. The context holds while the generator's own code runs, never while the
+    consumer's does (a generator suspended at ``yield`` must not leak it to the loop around it)."""
     try:
         while True:
-            token = RECORDING.set(call)
+            token = enter()
             try:
                 item = next(source)
             except StopIteration:
                 return
             finally:
-                RECORDING.reset(token)
+                leave(token)
             yield item
     finally:
         close = getattr(source, "close", None)
         if close is not None:
-            close()
+            token = enter()
+            try:
+                close()
+            finally:
+                leave(token)
 
 
-async def scoped_aiter(source: AsyncIterator[Any], call: Any) -> AsyncIterator[Any]:
-    """The async form of ``scoped_iter``."""
+async def stepped_aiter(source: AsyncIterator[Any], enter: Callable[[], Any],
+                        leave: Callable[[Any], None]) -> AsyncIterator[Any]:
+    """The async form of ``stepped_iter``."""
     try:
         while True:
-            token = RECORDING.set(call)
+            token = enter()
             try:
                 item = await source.__anext__()
             except StopAsyncIteration:
                 return
             finally:
-                RECORDING.reset(token)
+                leave(token)
             yield item
     finally:
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
-            await aclose()
+            token = enter()
+            try:
+                await aclose()
+            finally:
+                leave(token)
+
+
+def scoped_iter(source: Iterator[Any], call: Any) -> Iterator[Any]:
+    """``source`` (a decorated generator) run with ``call`` as the recording in progress while it
+    runs, so SDK calls made inside it add to the decorator's line instead of writing their own."""
+    return stepped_iter(source, lambda: RECORDING.set(call), RECORDING.reset)
+
+
+def scoped_aiter(source: AsyncIterator[Any], call: Any) -> AsyncIterator[Any]:
+    """The async form of ``scoped_iter``."""
+    return stepped_aiter(source, lambda: RECORDING.set(call), RECORDING.reset)

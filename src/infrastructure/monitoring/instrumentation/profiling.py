@@ -16,9 +16,10 @@
     ...
     record = stop_profiling("cpu")                       # writes the line, returns it (.duration, .details)
 
-Nothing is profiled unless asked for, and nothing when monitoring is switched off (the
-code then runs plain). The profile's summary is written and dropped at the end of the
-call; only the top ``top`` entries are kept. ``cpu`` needs py-spy (the ``profile`` extra,
+Nothing is profiled unless asked for, and nothing when monitoring is switched off, in the
+configuration or by ``PerformanceMonitorFactory.disable()`` (the code then runs plain). The
+profile's summary is written and dropped at the end of the call; only the top ``top``
+entries are kept. ``cpu`` needs py-spy (the ``profile`` extra,
 docs/profiling.md): when it is missing, or the system forbids it to attach, the line says so
 in ``profiler_error`` (and a warning is logged once) and the code runs unprofiled; in strict
 mode ``ProfilerUnavailableError`` is raised instead.
@@ -42,7 +43,7 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from ..errors import ProfilerUnavailableError
-from ..logger_writer import NoOpMetricsLogger, default_pool
+from ..logger_writer import NoOpMetricsLogger, active_writer
 from ._cpu import CpuSampler
 
 __all__ = ["KINDS", "ProfileRecord", "ProfileType", "profile", "profile_context", "start_profiling",
@@ -80,11 +81,6 @@ class ProfileRecord:
         return None if error is None else str(error)
 
 
-def _writer() -> Any:
-    writer = default_pool().get("profile")
-    return None if isinstance(writer, NoOpMetricsLogger) else writer
-
-
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"profile kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -96,7 +92,9 @@ class _Run:
 
     def __init__(self, name: str, kind: str, top: int, rate: int, fields: dict[str, Any]) -> None:
         self.name, self.kind, self.fields = name, kind, fields
-        self.writer = _writer()
+        writer = active_writer("profile")
+        self.writer = None if isinstance(writer, NoOpMetricsLogger) else writer
+        """``None`` while recording is switched off: then nothing is profiled either."""
         self.thread = threading.get_ident()
         self.probe = _PROBES[kind](top, rate) if self.writer is not None else None
         self.started = time.perf_counter()
@@ -104,7 +102,7 @@ class _Run:
             self.probe.start()
             error = getattr(self.probe, "error", None)
             if error is not None:
-                if self.writer.strict:
+                if writer.strict:
                     raise ProfilerUnavailableError(kind, error)
                 _warn_once(error)
 

@@ -30,17 +30,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..context import Binding, bind
-from ..logger_writer import SWITCHED_ON, NoOpMetricsLogger, default_pool
+from ..logger_writer import NoOpMetricsLogger, active_writer, default_pool
 from .tasks import end_task, start_task
 
 __all__ = ["Session", "end_task", "start_session", "start_task"]
 
 PROJECT_MARKERS: Final = (".git", ".hg", "pyproject.toml", "setup.py", "setup.cfg")
 """What marks a project's root folder, looked for from the working directory upwards."""
-
-
-def _writer(module: str) -> Any:
-    return default_pool().get(module) if SWITCHED_ON[0] else NoOpMetricsLogger(module)
 
 
 def environment(variables: Iterable[str] = (), *, project_root: str | os.PathLike[str] | None = None,
@@ -101,7 +97,7 @@ class Session:
         if self.ended:
             return
         self.ended = True
-        _writer("session").log_event("session_end", session_id=self.session_id, status=status,
+        active_writer("session").log_event("session_end", session_id=self.session_id, status=status,
                                      duration=time.perf_counter() - self._start, **fields)
 
     def __enter__(self) -> Session:
@@ -122,7 +118,7 @@ def start_session(session_id: str | None = None, *, environment_variables: Itera
     for this session; ``project_root`` the folder found from the working directory."""
     sid = session_id or uuid.uuid4().hex[:16]
     binding = bind(session_id=sid)
-    writer = _writer("session")
+    writer = active_writer("session")
     if not isinstance(writer, NoOpMetricsLogger):
         names = environment_variables if environment_variables is not None else \
             default_pool().settings.sessions.environment_variables

@@ -29,18 +29,14 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from ..context import BOUND
-from ..implementations.task import TaskPerformanceMonitor
-from ..logger_writer import SWITCHED_ON, NoOpMetricsLogger, WriterPool, default_pool
+from ..logger_writer import active_writer
+from .decorators import _monitor_lookup
 
 __all__ = ["Task", "end_task", "record_code_change", "start_task", "task"]
 
 _OPEN_LIMIT: Final = 10_000
 _MISSING: Final = object()
 _BOUND_KEYS: Final = ("task_id", "agent")
-
-
-def _writer(module: str) -> Any:
-    return default_pool().get(module) if SWITCHED_ON[0] else NoOpMetricsLogger(module)
 
 
 @dataclass(eq=False)
@@ -109,7 +105,7 @@ def start_task(task_id: str, description: str | None = None, *, agent: str | Non
     extra: dict[str, Any] = {"description": description} if description is not None else {}
     if parent is not None:
         extra["parent_task_id"] = str(parent)
-    _writer("task").log_event("task_start", task_id=task_id, **extra, **fields)
+    active_writer("task").log_event("task_start", task_id=task_id, **extra, **fields)
     return Task(task_id)
 
 
@@ -134,7 +130,7 @@ def end_task(task_id: str, status: str = "completed", **fields: Any) -> None:
             opened.ended = True
     extra: dict[str, Any] = {"duration": time.perf_counter() - opened.started} if opened is not None else {}
     try:  # written still inside the task: the line carries its agent
-        _writer("task").log_event("task_end", task_id=task_id, status=status, success=status == "completed",
+        active_writer("task").log_event("task_end", task_id=task_id, status=status, success=status == "completed",
                                   **extra, **fields)
     finally:
         if current.get("task_id") == task_id:
@@ -163,15 +159,14 @@ def _restore(current: Any, opened: _Open | None) -> None:
     BOUND.set(MappingProxyType(restored))
 
 
-_MONITOR: list[Any] = [None, None]  # pool, its task monitor
+_TASK_MONITOR: Final = _monitor_lookup("task")
 
 
 def record_code_change(files_changed: int | Iterable[str], lines_added: int = 0, lines_removed: int = 0,
                        **fields: Any) -> None:
     """What a coding agent changed, in ``task_metrics.log`` (``code_change``), carrying the session
-    and task bound here: ``TaskPerformanceMonitor.record_code_change`` through the process default."""
-    pool: WriterPool = default_pool()
-    if _MONITOR[0] is not pool:
-        _MONITOR[:] = [pool, TaskPerformanceMonitor(pool.get("task"))]
-    monitor = _MONITOR[1] if SWITCHED_ON[0] else TaskPerformanceMonitor(NoOpMetricsLogger("task"))
-    monitor.record_code_change(files_changed, lines_added, lines_removed, **fields)
+    and task bound here: ``record_code_change`` of the process's ``task`` monitor, the one
+    ``create_monitor("task")`` returns (nothing at all while recording is switched off)."""
+    monitor = _TASK_MONITOR()
+    if monitor is not None:
+        monitor.record_code_change(files_changed, lines_added, lines_removed, **fields)

@@ -51,7 +51,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final, TypeVar
 
 from ..context import BOUND
-from ..logger_writer import SWITCHED_ON, default_pool
+from ..logger_writer import SWITCHED_ON, active_writer, default_pool
 
 __all__ = [
     "INVALID_SPAN",
@@ -386,11 +386,13 @@ class Span:
 
     # ------------------------------------------------------------------ ours
 
-    def _failed(self, exc: BaseException) -> None:
-        """An exception escaped the span's block (or the decorated call): record it, mark the span."""
-        if self._record_exc:
+    def _failed(self, exc: BaseException, record_exception: bool | None = None,
+                set_status: bool | None = None) -> None:
+        """An exception escaped the span's block (or the decorated call): record it, mark the span.
+        What the span was started with decides, unless ``use_span``'s own flags are given."""
+        if self._record_exc if record_exception is None else record_exception:
             self.record_exception(exc, escaped=True)
-        if self._set_status_exc:
+        if self._set_status_exc if set_status is None else set_status:
             self.set_status("error", f"{type(exc).__name__}: {exc}"[:500])
 
     def _end_after(self, duration: float) -> None:
@@ -565,7 +567,7 @@ class Tracer:
         self._sample_rate = sample_rate
         self._configured: tuple[Any, float] = (None, 1.0)
         self._random = random.Random(seed)
-        self._writer = writer or _trace_writer_lookup()
+        self._writer = writer or _trace_writer
         self._scope = (name, version, schema_url) if name else None
 
     @property
@@ -653,17 +655,9 @@ def library_scope() -> tuple[str, str | None, str | None]:
     return _LIBRARY_SCOPE[0]
 
 
-def _trace_writer_lookup() -> Callable[[], Any]:
-    """The ``trace`` writer of the process's default pool (one list read per span while it stays)."""
-    cache: list[Any] = [None, None]
-
-    def writer() -> Any:
-        pool = default_pool()
-        if cache[0] is not pool:
-            cache[0], cache[1] = pool, pool.get("trace")
-        return cache[1]
-
-    return writer
+def _trace_writer() -> Any:
+    """The ``trace`` writer of the process default pool (a no-op one while recording is switched off)."""
+    return active_writer("trace")
 
 
 _DEFAULT: list[Tracer] = []
@@ -710,10 +704,7 @@ def use_span(span: Span, end_on_exit: bool = False, record_exception: bool = Tru
     try:
         yield span
     except Exception as exc:
-        if record_exception:
-            span.record_exception(exc, escaped=True)
-        if set_status_on_exception:
-            span.set_status("error", f"{type(exc).__name__}: {exc}"[:500])
+        span._failed(exc, record_exception, set_status_on_exception)
         raise
     finally:
         _deactivate(tokens)
@@ -727,22 +718,8 @@ def trace_span(name: str | None = None, *, kind: Any = "internal", tracer: Trace
     kind = _kind(kind)
 
     def decorate(fn: F) -> F:
-        label = name or fn.__qualname__
-
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with (tracer or get_tracer()).start_as_current_span(label, kind=kind, attributes=attributes):
-                    return await fn(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with (tracer or get_tracer()).start_as_current_span(label, kind=kind, attributes=attributes):
-                return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
+        return (tracer or get_tracer()).start_as_current_span(name or fn.__qualname__, kind=kind,
+                                                              attributes=attributes)(fn)
 
     return decorate
 
