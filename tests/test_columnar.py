@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from infrastructure.monitoring import CleanupSettings, LogCleaner
+from infrastructure.monitoring import CleanupSettings, LogCleaner, _copies
 from infrastructure.monitoring.query import LogParser, QueryResult, columnar, files
 
 from . import test_query as tq
@@ -471,8 +471,8 @@ def test_a_failed_build_is_not_retried_at_every_run(tmp_path: Path, monkeypatch:
 def test_a_live_file_is_read_through_a_prefix_copy_and_its_tail_as_json(tmp_path: Path, used: list[int],
                                                                         monkeypatch: pytest.MonkeyPatch,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(columnar, "PREFIX_MIN_BYTES", 20_000)
-    monkeypatch.setattr(columnar, "_IN_FLIGHT_MARGIN", 5_000)
+    monkeypatch.setattr(_copies, "PREFIX_MIN_BYTES", 20_000)
+    monkeypatch.setattr(_copies, "IN_FLIGHT_MARGIN", 5_000)
     folder = tmp_path / "fz"
     _fuzz_folder(folder, 9, files_count=1, per_file=1500)
     live = folder / "fz_metrics.log"
@@ -515,7 +515,7 @@ def test_a_live_file_is_read_through_a_prefix_copy_and_its_tail_as_json(tmp_path
     _both(folder, {"group_by": "op", "aggs": ["count"]}, "fz")
 
     # a live file rewritten under the same inode (copytruncate): its prefix copy no longer fits
-    monkeypatch.setattr(columnar, "PREFIX_MIN_BYTES", 100)
+    monkeypatch.setattr(_copies, "PREFIX_MIN_BYTES", 100)
     with open(live, "a") as handle:
         for i in range(400):
             handle.write(json.dumps({"timestamp": 1_704_600_000.0 + i, "op": "again"}) + "\n")
@@ -530,6 +530,22 @@ def test_a_live_file_is_read_through_a_prefix_copy_and_its_tail_as_json(tmp_path
     columnar._warned.clear()
     _both(folder, {"group_by": "op", "aggs": ["count"]}, "fz")
     assert any("differs from the copy" in r.getMessage() for r in caplog.records)
+
+
+def test_the_scheduled_service_and_the_builder_agree_when_a_prefix_copy_is_due(tmp_path: Path) -> None:
+    """An idle live file of a little over ``PREFIX_MIN_BYTES``: the service's cheap check (``has_work``, no
+    file read) sees the work the builder does, and sees none once it is done."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    live = folder / "idle_metrics.log"
+    line = json.dumps({"timestamp": 1_704_110_400.0, "op": "x", "pad": "p" * 100}) + "\n"
+    live.write_text(line * (_copies.PREFIX_MIN_BYTES // len(line) + 100))
+    assert _copies.PREFIX_MIN_BYTES < live.stat().st_size < _copies.PREFIX_MIN_BYTES + _copies.IN_FLIGHT_MARGIN
+    age(live, 0.01)
+    assert _copies.has_work(folder)
+    assert [r.built for r in columnar.build_pending(folder)] == [True]
+    assert columnar.status(folder).live_covered_bytes == live.stat().st_size
+    assert not _copies.has_work(folder)
 
 
 # --------------------------------------------------------------------------- the cleaner

@@ -191,6 +191,25 @@ def test_grep_field_window_limit_and_case(tmp_path: Path) -> None:
         [r["duration"] for r in records if r["tool_name"] == "web_search" and r["duration"] > 2.9]
 
 
+def test_families_merge_by_time_whatever_the_timestamps_spelling(tmp_path: Path) -> None:
+    """A timestamp kept as a numeric string (``"+-5"`` reads as -5, as DuckDB reads it) orders the merge
+    of two families like any number."""
+    (tmp_path / "a.log").write_text('{"timestamp": "+-5", "n": 1}\n{"timestamp": 10, "n": 3}\n')
+    (tmp_path / "b.log").write_text('{"timestamp": " 3 ", "n": 2}\n')
+    assert [r["n"] for r in search(LogParser(tmp_path), "n")] == [1, 2, 3]
+
+
+def test_search_takes_its_filters_as_queries_do(tmp_path: Path) -> None:
+    """``where`` as a mapping, as ``LogParser.query`` and ``records`` take it."""
+    records = _family(tmp_path)
+    found = search(LogParser(tmp_path), "rate", module="tool", where={"tool_name": "web_search"})
+    assert [r["timestamp"] for r in found] == [r["timestamp"] for r in records
+                                                if r["tool_name"] == "web_search" and not r["success"]]
+    with pytest.raises(QueryError, match="no log files for module 'nope'") as missing:
+        search(LogParser(tmp_path), "x", module="nope")
+    assert missing.value.params == ("module",)
+
+
 def test_grep_exit_status_follows_grep(tmp_path: Path) -> None:
     """0 with a match, 1 with none, 2 for a pattern both engines would not read alike or a missing module."""
     _family(tmp_path)

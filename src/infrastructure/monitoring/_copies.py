@@ -18,16 +18,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
-from ._family import family_member
+from ._family import Member, family_files
 
 __all__ = [
     "FOLDER", "IN_FLIGHT_MARGIN", "PREFIX_MIN_BYTES", "SETTLED_SECONDS", "TMP_PREFIX", "build_in_worker", "copy_sizes",
-    "family_files", "has_work", "names", "parse_name", "prune", "remove", "remove_copy_of", "repoint",
+    "has_work", "names", "parse_any", "parse_name", "prefix_due", "prefix_end", "prefix_index", "prune", "remove",
+    "remove_copy_of", "repoint",
 ]
 
 _log = logging.getLogger("infrastructure.monitoring.query.columnar")
@@ -46,33 +46,11 @@ _STALE_TMP_SECONDS: Final = 3600.0
 _BUILD_MEMORY: Final = "64MB"
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One file of a family in the log folder (the families' own names, as ``query.files.discover``)."""
-
-    path: Path
-    base: str
-    index: int
-    gz: bool
-
-
-def family_files(log_dir: str | os.PathLike[str]) -> list[Member]:
-    """Every family file in ``log_dir`` (hidden files aside), newest first within each family; a plain
-    ``.N`` beside its ``.N.gz`` is the one listed."""
-    found: dict[tuple[str, int], Member] = {}
+def _family_files(log_dir: str | os.PathLike[str]) -> list[Member]:
     try:
-        entries = list(os.scandir(log_dir))
+        return family_files(log_dir)
     except OSError:
         return []
-    for entry in entries:
-        member = family_member(entry.name)
-        if member is None or not entry.is_file(follow_symlinks=False):
-            continue
-        base, index, gz = member
-        if (base, index) in found and not found[(base, index)].gz:
-            continue
-        found[(base, index)] = Member(Path(entry.path), base, index, gz)
-    return [found[k] for k in sorted(found)]
 
 
 def parse_name(name: str) -> tuple[str, tuple[int, int, int, int], str] | None:
@@ -88,6 +66,33 @@ def parse_name(name: str) -> tuple[str, tuple[int, int, int, int], str] | None:
     except ValueError:
         return None
     return base, (dev, ino, size, mtime), parts[4]
+
+
+def parse_any(name: str) -> tuple[str, tuple[int, int, int, int], str] | None:
+    """``parse_name`` of a copy's name or of its sidecar's (``<name>.json`` reads as ``<name>.parquet``)."""
+    return parse_name(name[: -len(".json")] + ".parquet" if name.endswith(".json") else name)
+
+
+def prefix_index(names: Iterable[str]) -> dict[tuple[int, int], list[tuple[int, str]]]:
+    """(device, inode) -> ``(length, name)`` of each prefix copy among ``names`` (sidecars aside)."""
+    found: dict[tuple[int, int], list[tuple[int, str]]] = {}
+    for name in names:
+        parsed = parse_name(name)
+        if parsed is not None and parsed[1][3] == 0:
+            found.setdefault(parsed[1][:2], []).append((parsed[1][2], name))
+    return found
+
+
+def prefix_end(size: int, mtime: float, now: float) -> int:
+    """How far a live file's prefix copy may reach (before the cut at a line end): all of a file idle
+    for ``SETTLED_SECONDS``, else all but its last ``IN_FLIGHT_MARGIN`` bytes."""
+    return size if now - mtime > SETTLED_SECONDS else size - IN_FLIGHT_MARGIN
+
+
+def prefix_due(end: int, done: int) -> bool:
+    """Is a prefix copy up to ``end`` worth making when the longest one holds ``done`` bytes? The scheduled
+    service asks with ``prefix_end`` (no file read), the builder again with the line end before it."""
+    return end > 0 and end - done >= max(PREFIX_MIN_BYTES, done)
 
 
 def remove(folder: str, name: str) -> None:
@@ -154,15 +159,10 @@ def prune(log_dir: str | os.PathLike[str], now: float | None = None) -> int:
     if not os.path.isdir(folder):
         return 0
     now = time.time() if now is None else now
-    files: dict[tuple[int, int], os.stat_result] = {}
-    for source in family_files(log_dir):
-        with contextlib.suppress(OSError):
-            st = os.stat(source.path)
-            files[(st.st_dev, st.st_ino)] = st
+    files = {(m.stat.st_dev, m.stat.st_ino): m.stat for m in _family_files(log_dir)}
     with os.scandir(folder) as listing:
         entries = list(listing)
-    parsed_names = {e.name: parse_name(e.name[: -len(".json")] + ".parquet" if e.name.endswith(".json") else e.name)
-                    for e in entries}
+    parsed_names = {e.name: parse_any(e.name) for e in entries}
     whole = {p[1][:2] for p in parsed_names.values() if p is not None and p[1][3]}
     longest: dict[tuple[int, int], int] = {}
     for p in parsed_names.values():
@@ -217,24 +217,21 @@ def has_work(log_dir: str | os.PathLike[str]) -> bool:
     folder = os.path.join(log_dir, FOLDER)
     copied: dict[tuple[int, int], int] = {}
     for name in names(folder):
-        parsed = parse_name(name[: -len(".json")] + ".parquet" if name.endswith(".json") else name)
+        parsed = parse_any(name)
         if parsed is not None:
             key = parsed[1][:2]
             copied[key] = max(copied.get(key, 0), parsed[1][2])
     now = time.time()
     seen = set()
-    for source in family_files(log_dir):
-        try:
-            st = os.stat(source.path)
-        except OSError:
-            continue
+    for source in _family_files(log_dir):
+        st = source.stat
         key = (st.st_dev, st.st_ino)
         seen.add(key)
         done = copied.get(key)
         if source.index > 0:
             if now - st.st_mtime >= SETTLED_SECONDS and done != st.st_size:
                 return True
-        elif not source.gz and st.st_size - (done or 0) >= max(PREFIX_MIN_BYTES, done or 0) + IN_FLIGHT_MARGIN:
+        elif not source.gz and prefix_due(prefix_end(st.st_size, st.st_mtime, now), done or 0):
             return True
     return bool(set(copied) - seen)
 

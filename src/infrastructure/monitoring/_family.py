@@ -25,13 +25,14 @@ import os
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 __all__ = [
     "ALIAS_SUFFIX", "CTL_MAGIC", "CTL_SIZE", "LOCK_SUFFIX", "OFF_GEN", "OFF_MAGIC", "OFF_ROLL", "OFF_ROTATED",
-    "bump_generation", "family_lock", "family_member", "family_name", "last_rotation", "lock_path_for",
-    "parse_backup_name", "read_aliases", "rotated_name", "shared_lock", "shift_backups", "write_alias",
+    "Member", "bump_generation", "family_files", "family_lock", "family_member", "family_name", "last_rotation",
+    "lock_path_for", "parse_backup_name", "read_aliases", "rotated_name", "shared_lock", "shift_backups", "write_alias",
 ]
 
 LOCK_SUFFIX: Final = ".lock"
@@ -125,6 +126,46 @@ def family_member(name: str) -> tuple[str, int, bool] | None:
     if name.endswith(".log.gz"):
         return name[:-3], 0, True
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One file of a family in a log folder, as listed (its status taken then)."""
+
+    path: Path
+    base: str
+    index: int
+    """0 for the live file, k for ``.k`` / ``.k.gz``."""
+    gz: bool
+    module: str
+    """The family's module: the writer's alias (``read_aliases``) or the file's name (``family_name``)."""
+    stat: os.stat_result
+
+
+def family_files(folder: str | os.PathLike[str], module: str | None = None) -> list[Member]:
+    """Every family file in ``folder`` (hidden files aside), or the files of ``module`` only, by base
+    then index (newest first within a family). A ``.N`` beside a ``.N.gz`` (a compression interrupted
+    half way) is listed once: the plain file wins, as in the cleaner. Readers group the list by
+    module; the copies, named after their source file, go by base."""
+    entries = list(os.scandir(folder))
+    aliases = read_aliases(folder, [e.name for e in entries if e.name.startswith(".")])
+    found: dict[tuple[str, int], Member] = {}
+    for entry in entries:
+        member = family_member(entry.name)
+        if member is None or not entry.is_file(follow_symlinks=False):
+            continue
+        base, index, gz = member
+        fam = aliases.get(base) or family_name(base)
+        if module is not None and fam != module:
+            continue  # another module's file: not even its status is taken
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if (base, index) in found and not found[(base, index)].gz:
+            continue  # the plain twin wins
+        found[(base, index)] = Member(Path(entry.path), base, index, gz, fam, st)
+    return [found[k] for k in sorted(found)]
 
 
 def shift_backups(folder_fd: int, base: str, backup_count: int) -> None:

@@ -73,16 +73,18 @@ from .._copies import (
     SETTLED_SECONDS,
     build_in_worker,
     copy_sizes,
+    parse_any,
+    prefix_due,
+    prefix_end,
+    prefix_index,
     prune,
     remove_copy_of,
     repoint,
 )
-from .._copies import IN_FLIGHT_MARGIN as _IN_FLIGHT_MARGIN
 from .._copies import TMP_PREFIX as _TMP_PREFIX
 from .._copies import names as _names
-from .._copies import parse_name as _parse_name
 from .._copies import remove as _remove
-from .files import FamilyFile, Segment, discover, read_segment
+from .files import FamilyFile, Segment, discover, gzip_content_size, last_line_end, read_segment
 
 __all__ = [
     "FOLDER", "PREFIX_MIN_BYTES", "SETTLED_SECONDS", "BuildResult", "Copy", "CoverageStatus", "build_copy",
@@ -130,10 +132,6 @@ class Identity:
     def name(self, base: str) -> str:
         return f"{base}@{self.dev:x}-{self.ino:x}-{self.size:x}-{self.mtime_ns:x}-{self.fingerprint}"
 
-    @property
-    def key(self) -> str:
-        return self.name("")[1:]
-
 
 def _fingerprint(head: bytes) -> str:
     cut = head.find(b"\n")
@@ -154,14 +152,6 @@ def _head(handle: IO[bytes], gz: bool) -> bytes:
 def identity_of(handle: IO[bytes], gz: bool, st: os.stat_result | None = None) -> Identity:
     st = st or os.fstat(handle.fileno())
     return Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, _fingerprint(_head(handle, gz)))
-
-
-def _gz_length(fd: int, size: int) -> int | None:
-    """The uncompressed length modulo 2**32 from a gzip trailer (ISIZE)."""
-    if size < 18:
-        return None
-    tail = os.pread(fd, 4, size - 4)
-    return int.from_bytes(tail, "little") if len(tail) == 4 else None
 
 
 # --------------------------------------------------------------------------- reading copies
@@ -225,7 +215,7 @@ def _valid(path: str, meta: dict[str, Any] | None, ident: Identity, gz: bool, fd
     if not isinstance(length, int):
         return "no length recorded"
     if gz:
-        isize = _gz_length(fd, ident.size)  # a truncated archive has no trailer to compare with
+        isize = gzip_content_size(fd)  # a truncated archive has no trailer to compare with
         if not meta.get("damaged") and (isize is None or isize != length % (1 << 32)):
             return "the archive's length differs from the copy's source"
     elif length != ident.size:
@@ -261,11 +251,7 @@ def find_copies(log_dir: str | os.PathLike[str], segments: list[Segment]) -> dic
         names = set(os.listdir(folder))
     except OSError:
         return {}
-    prefixes: dict[tuple[int, int], list[tuple[int, str]]] = {}
-    for name in names:
-        parsed = _parse_name(name)
-        if parsed is not None and parsed[1][3] == 0:
-            prefixes.setdefault(parsed[1][:2], []).append((parsed[1][2], name))
+    prefixes = prefix_index(names)
     found: dict[int, Copy] = {}
     for i, seg in enumerate(segments):
         if seg.start or (seg.file.index == 0 and not prefixes):
@@ -578,7 +564,8 @@ def build_copy(log_dir: str | os.PathLike[str], source: FamilyFile, *, memory_li
     try:
         with handle, tempfile.TemporaryDirectory(prefix="monitoring-columnar-") as scratch:
             st = os.fstat(handle.fileno())
-            planned = _plan(folder, source, handle, st, prefix, result)
+            names = _names(folder)  # listed once: what copies and markers this build starts from
+            planned = _plan(folder, names, source, handle, st, prefix, result)
             if planned is None:
                 return result
             ident, upto = planned
@@ -586,7 +573,7 @@ def build_copy(log_dir: str | os.PathLike[str], source: FamilyFile, *, memory_li
             os.makedirs(folder, exist_ok=True)
             if con is None:
                 con = _connect(memory_limit)
-            _build(con, folder, source, handle, st, ident, scratch, result, upto)
+            _build(con, folder, names, source, handle, st, ident, scratch, result, upto)
             return result
     except Exception as exc:
         if not _is_duck_error(exc) and not isinstance(exc, OSError):
@@ -607,10 +594,10 @@ def build_copy(log_dir: str | os.PathLike[str], source: FamilyFile, *, memory_li
         result.seconds = time.perf_counter() - started
 
 
-def _refused(folder: str, st: os.stat_result, whole: bool) -> str | None:
+def _refused(folder: str, names: list[str], st: os.stat_result, whole: bool) -> str | None:
     """Why this file is not to be copied (a marker a build left), while that still holds."""
-    for name in _names(folder):
-        parsed = _parse_name(name[: -len(".json")] + ".parquet") if name.endswith(".json") else None
+    for name in names:
+        parsed = parse_any(name) if name.endswith(".json") else None
         if parsed is None or parsed[1][:2] != (st.st_dev, st.st_ino):
             continue
         if whole and parsed[1][2:] != (st.st_size, st.st_mtime_ns):
@@ -621,16 +608,16 @@ def _refused(folder: str, st: os.stat_result, whole: bool) -> str | None:
     return None
 
 
-def _plan(folder: str, source: FamilyFile, handle: IO[bytes], st: os.stat_result, prefix: bool,
+def _plan(folder: str, names: list[str], source: FamilyFile, handle: IO[bytes], st: os.stat_result, prefix: bool,
           result: BuildResult) -> tuple[Identity, int | None] | None:
     """The identity of the copy to build and where it ends (None: the whole file), or None (with the
     reason in ``result``) when there is nothing to build."""
-    refused = _refused(folder, st, not prefix)
+    refused = _refused(folder, names, st, not prefix)
     if refused is not None:
         result.reason = f"not copied: {refused}"
         return None
     if prefix:
-        upto = _prefix_target(folder, source, handle, st)
+        upto = _prefix_target(names, source, handle, st)
         if upto is None:
             result.reason = "prefix copy up to date"
             return None
@@ -649,32 +636,17 @@ def _plan(folder: str, source: FamilyFile, handle: IO[bytes], st: os.stat_result
     return ident, None
 
 
-def _prefix_target(folder: str, source: FamilyFile, handle: IO[bytes], st: os.stat_result) -> int | None:
-    """Where a new prefix copy of this plain file would end, or None when the one there is enough."""
+def _prefix_target(names: list[str], source: FamilyFile, handle: IO[bytes], st: os.stat_result) -> int | None:
+    """Where a new prefix copy of this plain file would end, or None when the one there is enough (the
+    scheduled service's rule, ``_copies.prefix_due``, applied at the line end it can only guess)."""
     if source.gz:
         return None
-    fd = handle.fileno()
-    limit = st.st_size if time.time() - st.st_mtime > SETTLED_SECONDS else st.st_size - _IN_FLIGHT_MARGIN
-    if limit <= 0:
+    done = max((n for n, _ in prefix_index(names).get((st.st_dev, st.st_ino), [])), default=0)
+    end = prefix_end(st.st_size, st.st_mtime, time.time())
+    if not prefix_due(end, done):
         return None
-    head = os.pread(fd, min(limit, 1 << 16), max(0, limit - (1 << 16)))
-    cut = head.rfind(b"\n")
-    if cut < 0:
-        return None
-    upto = max(0, limit - len(head)) + cut + 1
-    done = max((n for n in _prefix_sizes(folder, st)), default=0)
-    if upto - done < max(PREFIX_MIN_BYTES, done):
-        return None
-    return upto
-
-
-def _prefix_sizes(folder: str, st: os.stat_result) -> list[int]:
-    out = []
-    for name in _names(folder):
-        parsed = _parse_name(name)
-        if parsed is not None and parsed[1][3] == 0 and parsed[1][:2] == (st.st_dev, st.st_ino):
-            out.append(parsed[1][2])
-    return out
+    upto = last_line_end(handle.fileno(), end)
+    return upto if prefix_due(upto, done) else None
 
 
 def _text_of(source: FamilyFile, handle: IO[bytes], st: os.stat_result, scratch: str, upto: int | None,
@@ -729,8 +701,8 @@ def _typed_copy(con: Any, path: str, tmp: str) -> tuple[dict[str, list[str]], in
     return written, rest
 
 
-def _build(con: Any, folder: str, source: FamilyFile, handle: IO[bytes], st: os.stat_result, ident: Identity,
-           scratch: str, result: BuildResult, upto: int | None = None) -> None:
+def _build(con: Any, folder: str, names: list[str], source: FamilyFile, handle: IO[bytes], st: os.stat_result,
+           ident: Identity, scratch: str, result: BuildResult, upto: int | None = None) -> None:
     fd = handle.fileno()
     name = ident.name(source.base)
     size = st.st_size if upto is None else upto
@@ -774,9 +746,9 @@ def _build(con: Any, folder: str, source: FamilyFile, handle: IO[bytes], st: os.
         result.reason = "the file was deleted while it was copied"
         return
     if upto is not None:  # the shorter prefix copies of this file are superseded
-        for n in _prefix_sizes(folder, st):
+        for n, shorter in prefix_index(names).get((st.st_dev, st.st_ino), []):
             if n < upto:
-                _remove(folder, Identity(st.st_dev, st.st_ino, n, 0, ident.fingerprint).name(source.base))
+                _remove(folder, shorter[: -len(".parquet")])
     result.copy, result.built, result.copy_bytes = os.path.join(folder, name + ".parquet"), True, int(meta["bytes"])
 
 
@@ -893,11 +865,7 @@ def status(log_dir: str | os.PathLike[str]) -> CoverageStatus:
     out = CoverageStatus(str(log_dir))
     folder = os.path.join(log_dir, FOLDER)
     names = set(_names(folder))
-    prefixes: dict[tuple[int, int], list[tuple[int, str]]] = {}
-    for name in names:
-        parsed = _parse_name(name)
-        if parsed is not None and parsed[1][3] == 0:
-            prefixes.setdefault(parsed[1][:2], []).append((parsed[1][2], name))
+    prefixes = prefix_index(names)
     for f in _plain_files(log_dir):
         try:
             with open(f.path, "rb") as handle:
@@ -1004,10 +972,6 @@ def _main(argv: list[str] | None = None) -> int:
         print(orjson.dumps({"file": r.path, "built": r.built, "reason": r.reason, "seconds": round(r.seconds, 3),
                             "source_bytes": r.source_bytes, "copy_bytes": r.copy_bytes}).decode())
     return 0
-
-
-def is_copy_name(name: str) -> bool:
-    return _parse_name(name) is not None
 
 
 if __name__ == "__main__":

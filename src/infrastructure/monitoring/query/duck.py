@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from dataclasses import replace as dataclass_replace
 from typing import Any, Final
 
-from .columnar import Copy, discard, field_sql
+from .columnar import _SQL_TYPE, Copy, _ident, _is_duck_error, _literal, discard, field_sql
 from .files import Segment, read_segment
 from .plan import OTHER, Figure, QueryPlan, field_roles, suspicious_fields
 from .spec import Condition
@@ -54,7 +54,6 @@ _READ_OPTIONS: Final = (f"format='newline_delimited', ignore_errors=true, maximu
 a 32 MiB buffer, and a family of many small backups would run out of memory. A line DuckDB
 cannot read becomes a row of NULLs, counted as skipped."""
 _OK: Final = "(timestamp IS NOT NULL AND isfinite(timestamp))"
-_SQL_TYPES: Final = {"num": "DOUBLE", "bool": "BOOLEAN", "text": "VARCHAR"}
 _KEEP_CONNECTION_BELOW: Final = 64 << 20
 """A database that scanned more than this is closed afterwards: its allocator's cache goes with it."""
 _UNPACKED_RATIO: Final = 12
@@ -89,28 +88,11 @@ def _drop_connection() -> None:
             con.close()
 
 
-def refused(exc: BaseException) -> bool:
-    """Did DuckDB itself refuse (an input it cannot read), rather than our code fail?"""
-    try:
-        import duckdb  # a dependency of the package, imported when a question needs it
-    except ImportError:  # pragma: no cover - a dependency of the package
-        return False
-    return isinstance(exc, duckdb.Error)
-
-
 @dataclass(frozen=True)
 class _Input:
     path: str
     """What DuckDB reads: ``/proc/self/fd/N`` or a private copy."""
     segment: Segment
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class DuckScan:
@@ -246,7 +228,7 @@ class DuckScan:
                 self._run(progress)
                 return
             except Exception as exc:
-                if not refused(exc):
+                if not _is_duck_error(exc):  # DuckDB refused an input, rather than our code failing
                     raise
                 self._forget_bad_copies()  # a copy DuckDB cannot read: the JSON answers, the copy is rebuilt
                 self.groups, self.bad, self.bad_inputs, self.folded, self.matched = {}, 0, [], 0, 0
@@ -319,12 +301,8 @@ class DuckScan:
                               f"{_READ_OPTIONS}) WHERE {' AND '.join(window)}", params).fetchone()
             totals = [int(n) for n in row]
         if self.copies:
-            kinds: dict[str, set[str]] = {}
-            for copy in self.copies.values():
-                for name, stored in copy.columns.items():
-                    kinds.setdefault(name, set()).update(stored)
-            rest = any(copy.rest for copy in self.copies.values())
-            present = ", ".join(f"count({field_sql(f, kinds.get(f, ()), 'text', rest)})" for f in fields)
+            read = self._copy_reader()
+            present = ", ".join(f"count({read(f, 'text')})" for f in fields)
             copies = "[" + ", ".join(_literal(c.path) for c in self.copies.values()) + "]"
             row = con.execute(f"SELECT count(*), {present} FROM read_parquet({copies}, union_by_name=true) "
                               f"WHERE {' AND '.join(window)}", params).fetchone()
@@ -376,13 +354,13 @@ class DuckScan:
 
     def _source(self, inputs: list[_Input]) -> str:
         """``__src``: every input's rows plus ``__ok``, whether the line was a whole record."""
-        declared = {n: (_SQL_TYPES[next(iter(r))] if len(r) == 1 else "JSON") for n, r in self._roles.items()}
+        declared = {n: (_SQL_TYPE[next(iter(r))] if len(r) == 1 else "JSON") for n, r in self._roles.items()}
         columns = "{" + ", ".join(f"{_literal(n)}: {_literal(t)}" for n, t in declared.items()) + "}"
 
         def read(name: str, role: str) -> str:
             if declared[name] != "JSON":
                 return _ident(name)
-            return f"from_json({_ident(name)}, {_literal(chr(34) + _SQL_TYPES[role] + chr(34))})"
+            return f"from_json({_ident(name)}, {_literal(chr(34) + _SQL_TYPE[role] + chr(34))})"
 
         parts = []
         if inputs:
@@ -396,8 +374,15 @@ class DuckScan:
         return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
     def _copies_source(self) -> str:
-        """The copies' rows with the plan's columns, each read from a copy's typed and companion columns
-        exactly as ``read_json`` would read it from the JSON (``columnar.field_sql``)."""
+        """The copies' rows with the plan's columns (``_copy_reader``)."""
+        listed = "[" + ", ".join(_literal(c.path) for c in self.copies.values()) + "]"
+        return (f"SELECT {', '.join(self._columns(self._copy_reader()))}, {_OK} AS __ok "
+                f"FROM read_parquet({listed}, union_by_name=true)")
+
+    def _copy_reader(self) -> Callable[[str, str], str]:
+        """``read(field, role)``: the SQL reading a field of the copies' rows from their typed and companion
+        columns exactly as ``read_json`` would read it from the JSON (``columnar.field_sql``), over the
+        columns of all the copies read together."""
         kinds: dict[str, set[str]] = {}
         for copy in self.copies.values():
             for name, stored in copy.columns.items():
@@ -407,9 +392,7 @@ class DuckScan:
         def read(name: str, role: str) -> str:
             return "timestamp" if name == "timestamp" else field_sql(name, kinds.get(name, ()), role, rest)
 
-        listed = "[" + ", ".join(_literal(c.path) for c in self.copies.values()) + "]"
-        return (f"SELECT {', '.join(self._columns(read))}, {_OK} AS __ok "
-                f"FROM read_parquet({listed}, union_by_name=true)")
+        return read
 
     def _aggregate(self, con: Any, progress: Callable[[float], None] | None) -> None:
         """Damaged lines all fall in one group of their own (keys NULL, ``__ok`` false), so no

@@ -234,7 +234,8 @@ class LogParser:
         missing = [m for m in wanted if m not in families]
         if missing and families and len(missing) == len(wanted):
             known = ", ".join(families)
-            raise QueryError(f"no log files for module {missing[0]!r} in {self.log_dir} (modules here: {known})")
+            raise QueryError(f"no log files for module {missing[0]!r} in {self.log_dir} (modules here: {known})",
+                             params=("module",))
         return [m for m in wanted if m in families]
 
     def records(
@@ -253,10 +254,9 @@ class LogParser:
         line before it is parsed (``search.search``: the pattern against the line as written)."""
         conditions = tuple(_conditions(where))
         lo, hi = self._window(since, until, last)
-        report = skipped if skipped is not None else SkipReport()
         with Snapshot.open(self.log_dir, self._modules(module), lo, hi) as snap:
             for segment in snap.segments:
-                for chunk in read_records(segment, report, since=lo, until=hi, conditions=conditions, match=match):
+                for chunk in read_records(segment, skipped, since=lo, until=hi, conditions=conditions, match=match):
                     yield from chunk  # one chunk of records in memory at a time
 
     def _window(self, since: Any, until: Any, last: Any) -> tuple[float | None, float | None]:
@@ -344,12 +344,11 @@ def _edits(a: str, b: str) -> int:
 def _copied_skips(segment: Segment, copy: columnar.Copy, found: SkipReport) -> None:
     """The damaged lines of a file read through its copy: counted, with reasons and places, when built."""
     skips = copy.skips
-    found.count += int(skips.get("count", 0))
-    for reason, n in (skips.get("by_reason") or {}).items():
-        found.by_reason[reason] = found.by_reason.get(reason, 0) + int(n)
-    for line, offset, reason, excerpt in skips.get("samples") or []:
-        if len(found.samples) < 100:
-            found.samples.append(SkippedLine(str(segment.file.path), line, offset, reason, excerpt))
+    path = str(segment.file.path)
+    found.merge(SkipReport(int(skips.get("count", 0)),
+                           {reason: int(n) for reason, n in (skips.get("by_reason") or {}).items()},
+                           [SkippedLine(path, line, offset, reason, excerpt)
+                            for line, offset, reason, excerpt in skips.get("samples") or []]))
 
 
 def _conditions(where: Iterable[str | Condition] | Mapping[str, Any]) -> list[Condition]:

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from .._family import family_member, family_name, read_aliases, shared_lock
+from .._family import family_files, family_name, shared_lock
 
-__all__ = ["DISORDER", "FamilyFile", "Segment", "Snapshot", "discover", "family_name"]
+__all__ = [
+    "DISORDER", "FamilyFile", "Segment", "Snapshot", "discover", "family_name", "gzip_content_size", "last_line_end",
+]
 
 DISORDER: Final = 60.0
 """Seconds by which records of one family may be out of order on disk."""
@@ -63,30 +65,15 @@ def discover(log_dir: str | os.PathLike[str], module: str | None = None) -> dict
     module's (``_family.read_aliases``); should a module have files under two names (it was
     renamed), they are read oldest first by modification time.
     """
-    folder = Path(log_dir)
     try:
-        entries = list(os.scandir(folder))
+        members = family_files(log_dir, module)
     except FileNotFoundError:
         return {}
-    aliases = read_aliases(folder, [e.name for e in entries if e.name.startswith(".")])
-    found: dict[str, dict[tuple[str, int], FamilyFile]] = {}
-    for entry in entries:
-        member = family_member(entry.name)
-        if member is None or not entry.is_file(follow_symlinks=False):
-            continue
-        base, index, gz = member
-        fam = aliases.get(base) or family_name(base)
-        if module is not None and fam != module:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        slot = found.setdefault(fam, {})
-        if (base, index) in slot and not slot[(base, index)].gz:
-            continue  # the plain twin wins
-        slot[(base, index)] = FamilyFile(Path(entry.path), base, index, gz, st.st_size, st.st_mtime)
-    return {fam: _oldest_first(list(files.values())) for fam, files in sorted(found.items())}
+    found: dict[str, list[FamilyFile]] = {}
+    for m in members:
+        found.setdefault(m.module, []).append(FamilyFile(m.path, m.base, m.index, m.gz, m.stat.st_size,
+                                                         m.stat.st_mtime))
+    return {fam: _oldest_first(files) for fam, files in sorted(found.items())}
 
 
 def _oldest_first(files: list[FamilyFile]) -> list[FamilyFile]:
@@ -231,7 +218,7 @@ def _bounded(f: FamilyFile, handle: IO[bytes], size: int, since: float | None,
     if f.gz:
         return Segment(f, handle, 0, size, 1, 0, size)
     fd = handle.fileno()
-    end = _last_newline(fd, size)
+    end = last_line_end(fd, size)
     # A partial last line in a file that changed a moment ago may still be being written: a
     # line that spans two pages becomes visible page by page, in the live file and in a backup
     # a writer has not yet noticed was rotated. Only an older one was left by a dead writer.
@@ -254,7 +241,7 @@ def _bounded(f: FamilyFile, handle: IO[bytes], size: int, since: float | None,
     return Segment(f, handle, start, end, first_line_known, torn, size)
 
 
-def _last_newline(fd: int, size: int) -> int:
+def last_line_end(fd: int, size: int) -> int:
     """Offset just past the last ``\\n`` before ``size`` (a line still being written is not read)."""
     pos = size
     while pos > 0:
@@ -265,6 +252,19 @@ def _last_newline(fd: int, size: int) -> int:
             return pos - step + cut + 1
         pos -= step
     return 0
+
+
+def gzip_content_size(fd: int) -> int | None:
+    """The uncompressed size a ``.gz`` declares in its trailer (modulo 4 GiB), without reading it;
+    ``None`` when the file is too short to have one or cannot be read."""
+    try:
+        size = os.fstat(fd).st_size
+        if size < 18:
+            return None
+        trailer = os.pread(fd, 4, size - 4)
+    except OSError:
+        return None
+    return int.from_bytes(trailer, "little") if len(trailer) == 4 else None
 
 
 def _bisect(fd: int, end: int, target: float) -> int:

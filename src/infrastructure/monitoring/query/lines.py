@@ -78,16 +78,22 @@ class SkipReport:
         return f"{self.count} lines skipped ({parts}){where}"
 
 
-def read_records(segment: Segment, skipped: SkipReport, *,  # noqa: PLR0912 - the line loop, flat on purpose
+def read_records(segment: Segment, skipped: SkipReport | None, *,  # noqa: PLR0912 - the line loop, flat on purpose
                  since: float | None = None, until: float | None = None,
                  conditions: tuple[Condition, ...] = (), ends: bool = True,
                  match: Callable[[bytes], bool] | None = None) -> Iterator[list[dict[str, Any]]]:
     """The records of ``segment`` in ``[since, until)`` matching every condition, one chunk's worth
     (a list) at a time; every line that is not a whole record goes to ``skipped``, and with ``ends``
     also a torn last line and a compressed file that ends early. ``match`` screens the raw lines
-    first (a search): a line it refuses is neither parsed nor examined."""
+    first (a search): a line it refuses is neither parsed nor examined.
+
+    With ``skipped=None`` nobody counts the damaged lines, so a line that lacks a literal the
+    conditions need is not even parsed. Counted, every line is parsed: only parsing tells a damaged
+    line from a whole record, and the count must be DuckDB's, which reads every line."""
     tests = [c.test for c in conditions]
-    tokens = _required_tokens(conditions)
+    tokens = _required_tokens(conditions) if skipped is None else []
+    if skipped is None:
+        skipped = SkipReport()
     lo = _NEG_INF if since is None else since
     hi = _INF if until is None else until
     line_no = (segment.first_line or 1) - 1
@@ -106,8 +112,8 @@ def read_records(segment: Segment, skipped: SkipReport, *,  # noqa: PLR0912 - th
                     if token not in line:
                         missing = True
                         break
-                if missing and line[:1] == b"{" and line[-1:] == b"}" and line.find(b'{"timestamp"', 1) < 0:
-                    continue  # a whole record that cannot match: not worth parsing
+                if missing and b"\\u" not in line:
+                    continue  # cannot match (no escape can hide the literal): not worth parsing
             try:
                 record = _loads(line)
             except _JSONError as exc:
@@ -160,16 +166,27 @@ def skip_torn(segment: Segment, skipped: SkipReport, line_no: int | None = None)
 
 
 def _required_tokens(conditions: tuple[Condition, ...]) -> list[bytes]:
-    """Literals that must appear in a line for it to possibly match (a cheap pre-filter)."""
+    """Literals that must appear in a line for it to possibly match (a cheap pre-filter): ``"text"``
+    for ``field=text``, unless a value that is not a string could read as that text (``=`` with text
+    compares ``as_text``: ``404``, ``true``, ``null`` (NaN), ``[1]`` match ``"404"``, ``"true"`` …)."""
     tokens = []
     for c in conditions:
-        if c.op != "=":
+        if c.op != "=" or not isinstance(c.value, str) or _may_be_json_text(c.value):
             continue
-        if isinstance(c.value, str) and c.value.isascii() and c.value.isprintable() and not (
-            set(c.value) & {'"', "\\", "/"}
-        ):
+        if c.value.isascii() and c.value.isprintable() and not (set(c.value) & {'"', "\\", "/"}):
             tokens.append(b'"' + c.value.encode() + b'"')
     return tokens
+
+
+def _may_be_json_text(text: str) -> bool:
+    """Could ``as_text`` of a number, a boolean, null or a nested value be ``text``?"""
+    if text in ("true", "false", "null") or text.startswith(("[", "{")):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _offset(chunk_start: int, lines: list[bytes], index: int) -> int:

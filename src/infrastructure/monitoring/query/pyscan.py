@@ -80,10 +80,11 @@ class _Group:
                 self.errors += 1
         for name, acc in self.num.items():
             value = record.get(name)
-            if value.__class__ is not float and value.__class__ is not int:
+            if value.__class__ is not float:  # an int too: DuckDB reads the field as DOUBLE, so 2**60 + 1 is 2**60
                 value = as_number(value)
                 if value is None:
                     continue
+                value = float(value)
             acc[0] += 1
             acc[1] += value
             if value < acc[2]:  # noqa: PLR1730
@@ -183,7 +184,6 @@ class PyScan:
         total = sum(s.end - s.start for s in self.segments) or 1
         done = 0
         for segment in self.segments:
-            # the filters go to the line reader: a line lacking a literal they need is not even parsed
             for chunk in read_records(segment, self.skipped, since=plan.since, until=plan.until,
                                       conditions=plan.conditions):
                 for record in chunk:
@@ -214,7 +214,7 @@ class PyScan:
         seen: set[str] = set()
         scanned = 0
         for segment in self.segments:
-            for chunk in read_records(segment, SkipReport(), since=self.plan.since, until=self.plan.until):
+            for chunk in read_records(segment, None, since=self.plan.since, until=self.plan.until):
                 scanned += len(chunk)
                 for record in chunk:
                     seen.update(f for f in fields if f in record)

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from ._regex import compile_regex
 from .engine import LogParser
 from .lines import SkipReport
-from .spec import Condition, QueryError, parse_where
+from .spec import Condition, QueryError, as_number
 
 __all__ = ["search"]
 
@@ -37,7 +37,7 @@ def search(
     *,
     module: str | Sequence[str] | None = None,
     field: str | None = None,
-    where: Iterable[str | Condition] = (),
+    where: Iterable[str | Condition] | Mapping[str, Any] = (),
     since: str | float | datetime | None = None,
     until: str | float | datetime | None = None,
     last: str | float | None = None,
@@ -55,33 +55,24 @@ def search(
     if limit is not None and limit < 1:
         raise QueryError(f"limit must be at least 1, got {limit!r}", params=("limit",))
     regex = ("(?i)" if ignore_case else "") + pattern
-    conditions = [parse_where(w) for w in ([where] if isinstance(where, str) else where)]
     match: Callable[[bytes], bool] | None = None
+    in_field: list[Condition] = []
     if field is not None:
-        conditions.append(Condition(field, "~", regex))
+        in_field.append(Condition(field, "~", regex))
     else:
         finder = compile_regex(regex).search  # checked and rewritten as a field's pattern is
 
         def match(line: bytes) -> bool:
             return finder(line.decode("utf-8", "replace")) is not None
 
-    plan = parser.plan(where=conditions, since=since, until=until, last=last)  # the window, fixed once
-    streams = [parser.records(m, where=list(plan.conditions), since=plan.since, until=plan.until,
-                              skipped=skipped, match=match) for m in _modules(parser, module)]
+    plan = parser.plan(where=where, since=since, until=until, last=last)  # the filters read, the window fixed once
+    conditions = [*plan.conditions, *in_field]
+    streams = [parser.records(m, where=conditions, since=plan.since, until=plan.until, skipped=skipped, match=match)
+               for m in parser._modules(module)]
     found = heapq.merge(*streams, key=_time) if len(streams) > 1 else iter(streams[0] if streams else ())
     return iter(deque(found, maxlen=limit)) if limit is not None else found
 
 
 def _time(record: dict[str, Any]) -> float:
-    return float(record["timestamp"])  # read_records keeps only records with a numeric timestamp
-
-
-def _modules(parser: LogParser, module: str | Sequence[str] | None) -> list[str]:
-    present = parser.modules()
-    if module is None:
-        return present
-    wanted = [module] if isinstance(module, str) else list(module)
-    if present and not any(m in present for m in wanted):
-        raise QueryError(f"no log files for module {wanted[0]!r} in {parser.log_dir} "
-                         f"(modules here: {', '.join(present)})", params=("module",))
-    return [m for m in wanted if m in present]
+    # read_records keeps only records whose timestamp reads as a finite number, as DuckDB reads it
+    return float(as_number(record["timestamp"]) or 0.0)

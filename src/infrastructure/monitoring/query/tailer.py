@@ -24,17 +24,16 @@ import gzip
 import hashlib
 import math
 import os
-import struct
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
-from .files import FamilyFile, discover
+from .files import FamilyFile, discover, gzip_content_size, last_line_end
 
-__all__ = ["Chunk", "Tailer", "file_identity", "fingerprint", "gzip_content_size", "last_line_end"]
+__all__ = ["Chunk", "Tailer", "file_identity", "fingerprint", "key_fingerprint"]
 
 _READ: Final = 1 << 20
 _HEAD: Final = 256
@@ -60,15 +59,16 @@ class Chunk:
     path: Path
     gz: bool
 
-    @property
-    def head(self) -> str:
-        """The first-line fingerprint (the identity, but for files whose first lines are equal)."""
-        return self.key.split("~", 1)[0]
-
 
 def fingerprint(first_line: bytes) -> str:
     """The identity of a file whose first line is ``first_line`` (newline included or not)."""
     return hashlib.blake2b(first_line[:_HEAD], digest_size=12).hexdigest()
+
+
+def key_fingerprint(key: str) -> str:
+    """The first-line fingerprint of the file a position key names (the key itself, but for files whose
+    first lines are equal: ``<fingerprint>~<device>:<inode>``)."""
+    return key.split("~", 1)[0]
 
 
 def file_identity(path: str | os.PathLike[str], *, gz: bool | None = None) -> str | None:
@@ -82,18 +82,6 @@ def file_identity(path: str | os.PathLike[str], *, gz: bool | None = None) -> st
     except (OSError, EOFError, zlib.error):
         return None
     return fingerprint(first) if first.endswith(b"\n") else None
-
-
-def gzip_content_size(handle: IO[bytes]) -> int | None:
-    """The uncompressed size a ``.gz`` declares in its trailer (modulo 4 GiB), without reading it."""
-    try:
-        size = os.fstat(handle.fileno()).st_size
-        if size < 18:
-            return None
-        trailer = os.pread(handle.fileno(), 4, size - 4)
-    except OSError:
-        return None
-    return int(struct.unpack("<I", trailer)[0]) if len(trailer) == 4 else None
 
 
 class Tailer:
@@ -172,7 +160,7 @@ class Tailer:
             if not first.endswith(b"\n"):
                 return  # not even one complete line yet
             key = fingerprint(first)
-            if known is not None and known.split("~", 1)[0] == key and known not in present:
+            if known is not None and key_fingerprint(known) == key and known not in present:
                 key = known  # the very file read before (same inode, same first line): its position
             elif key in present:  # two files open with the same line: tell them apart by inode
                 key = f"{key}~{st.st_dev}:{st.st_ino}"
@@ -181,7 +169,8 @@ class Tailer:
             if entry is None:
                 start = 0
                 if first_poll and self.start_at == "end":
-                    start = (gzip_content_size(handle) or 0) if f.gz else last_line_end(handle, st.st_size)
+                    fd = handle.fileno()
+                    start = (gzip_content_size(fd) or 0) if f.gz else last_line_end(fd, st.st_size)
                 entry = seen[key] = {"offset": start}
             entry.update(dev=st.st_dev, ino=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns, gz=f.gz)
             offset = int(entry["offset"])
@@ -242,19 +231,6 @@ class Tailer:
                 if (entry.get("dev"), entry.get("ino")) == (st.st_dev, st.st_ino):
                     return module, key
         return None
-
-
-def last_line_end(handle: IO[bytes], size: int) -> int:
-    """Offset just past the last newline before ``size`` (a line being written is not skipped half way)."""
-    pos = size
-    while pos > 0:
-        step = min(_READ, pos)
-        block = os.pread(handle.fileno(), step, pos - step)
-        cut = block.rfind(b"\n")
-        if cut >= 0:
-            return pos - step + cut + 1
-        pos -= step
-    return 0
 
 
 def _unchanged(entry: dict[str, Any], st: os.stat_result, gz: bool) -> bool:
