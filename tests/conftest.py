@@ -108,6 +108,27 @@ def read_only(folder: Path) -> Iterator[None]:
             folder.chmod(0o755)
 
 
+DEBIAN_PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "alertmanager": "prometheus-alertmanager",
+                   "prometheus-alertmanager": "prometheus-alertmanager", "chromium": "chromium",
+                   "clickhouse-server": "clickhouse-server", "logrotate": "logrotate"}
+"""The Debian package that ``.ci/run`` installs for each external tool the tests drive."""
+
+
+def require(tool_name: str, *candidate_paths: str) -> str:
+    """The path of ``tool_name`` (on PATH, else the first executable of ``candidate_paths``: other names to look
+    up on PATH or absolute paths); fails the test when there is none, since ``.ci/run`` installs every one."""
+    import shutil
+
+    for candidate in (tool_name, *candidate_paths):
+        found = (candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None) \
+            if os.sep in candidate else shutil.which(candidate)
+        if found:
+            return found
+    package = DEBIAN_PACKAGES.get(tool_name, tool_name)
+    pytest.fail(f"{tool_name} is not installed (looked for {', '.join((tool_name, *candidate_paths))}): "
+                f".ci/run installs it with Debian's {package} package (apt-get install {package})", pytrace=False)
+
+
 def run_python(code: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None, timeout: float = 120):
     """Run ``code`` in a fresh interpreter (imports, fork and RSS need a clean process)."""
     import subprocess
@@ -132,11 +153,13 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
 class CaptureServer:
     """A real HTTP server on loopback that keeps every request it gets.
 
-    ``statuses`` is the answer to each request in turn (the last one repeats); ``delay``
-    makes every answer that late (to test client timeouts).
+    ``statuses`` is the answer to each request in turn (the last one repeats); ``by_path``
+    answers some paths with their own status instead; ``body`` is every answer's body;
+    ``delay`` makes every answer that late (to test client timeouts).
     """
 
-    def __init__(self, statuses: Sequence[int] = (200,), delay: float = 0.0) -> None:
+    def __init__(self, statuses: Sequence[int] = (200,), delay: float = 0.0, *, body: bytes = b"",
+                 by_path: dict[str, int] | None = None) -> None:
         import http.server
         import threading
 
@@ -147,14 +170,15 @@ class CaptureServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append((self.path, dict(self.headers), body))
+                received = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((self.path, dict(self.headers), received))
                 if outer.delay:
                     time.sleep(outer.delay)
                 status = outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_response((by_path or {}).get(self.path, status))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -488,3 +488,18 @@ def test_the_factory_evaluator_carries_the_configured_labels(make_factory: Any, 
     assert hook.requests == []
     written = read_records(log_dir / "llm_metrics.log")[0]
     assert (written["service_name"], written["environment"]) == ("agent", "production")
+
+
+def test_pagerduty_takes_its_url_or_url_env_or_the_events_api() -> None:
+    """PagerDuty's URL has a default: url and url_env are optional, but never both."""
+    from infrastructure.monitoring.ops_config import PAGERDUTY_EVENTS_URL
+
+    base = {"type": "pagerduty", "routing_key_env": "PD_KEY"}
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping({"alerts": {"notifiers": [{**base, "url": "http://a", "url_env": "PD_URL"}]}})
+    assert info.value.key == "alerts.notifiers[0].url"
+    assert "one or the other" in str(info.value)
+    notifiers = settings_from_mapping({"alerts": {"notifiers": [
+        base, {**base, "url_env": "PD_URL"}, {**base, "url": "http://pd.example/v2/enqueue"}]}}).alerts.notifiers
+    assert [(n.url, n.url_env) for n in notifiers] == [  # type: ignore[union-attr]
+        (PAGERDUTY_EVENTS_URL, None), (PAGERDUTY_EVENTS_URL, "PD_URL"), ("http://pd.example/v2/enqueue", None)]

@@ -434,3 +434,17 @@ def test_an_undelivered_notification_is_tried_again_next_time(factory: Any, log_
     assert [(d.ok, d.attempts) for d in second.deliveries] == [(True, 1)]
     assert ev.evaluate(T0 + 120).deliveries == []  # delivered: now the cooldown holds
     assert len(hook.requests) == 3
+
+
+def test_alertmanager_labels_are_named_as_prometheus_names_them() -> None:
+    """A group label gets the name the /metrics exposition gives it, reserved ``__`` names included."""
+    from infrastructure.monitoring._exposition import label_name
+    from infrastructure.monitoring.alerts import alertmanager_alert
+
+    groups = {"__name__": "a", "__meta": "b", "gen_ai.model": "m", "2xx": 5}
+    body = alertmanager_alert({"rule": "r", "severity": "error", "query_module": "llm", "host": "h",
+                               "labels": groups, "value": None, "expr_agg": "count", "op": "<", "threshold": 1.0,
+                               "window": 60.0}, starts_at=0.0)
+    assert {k: v for k, v in body["labels"].items() if k not in ("alertname", "severity", "module", "host")} == {
+        "x__name__": "a", "x__meta": "b", "gen_ai_model": "m", "_2xx": "5"}
+    assert all(label_name(k) in body["labels"] for k in groups)

@@ -228,3 +228,14 @@ def test_slo_check_exits_1_on_a_breach(log_dir: Path, tmp_path: Path) -> None:
     met = subprocess.run([str(exe), "slo", "--check", "--config", str(config)], capture_output=True, text=True,
                          check=False, timeout=60)
     assert met.returncode == 0, met.stdout + met.stderr
+
+
+@pytest.mark.parametrize("slo_name", ["threshold", "anomaly", "burn_rate"])
+def test_an_slo_may_be_named_like_a_rule_kind(slo_name: str) -> None:
+    """The rule's kind comes from its expression, never from the name of the SLO it watches."""
+    slo = {**SLO, "name": slo_name}
+    rule = settings_from_mapping({"slos": [slo], "alerts": {"rules": [
+        {**PAGE, "expr": f"burn_rate({slo_name}) > 14.4"}]}}).alerts.rules[0]
+    assert (rule.kind, rule.slo, rule.module, rule.operation, rule.short_window) == (
+        "burn_rate", slo_name, "llm", "llm_call", 300.0)
+    assert rule.expr == f"burn_rate({slo_name}) > 14.4"

@@ -6,9 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("opentelemetry.proto", reason="the otlp extra is not installed")
-
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -17,7 +14,7 @@ from infrastructure.monitoring import LightweightPerformanceMonitor, settings_fr
 from infrastructure.monitoring.exporters.otlp import OtlpShipper
 from infrastructure.monitoring.exporters.otlp_metrics import GENAI_DURATION_BUCKETS, GENAI_TOKEN_BUCKETS
 
-from .conftest import append_records
+from .conftest import CaptureServer, append_records
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -175,3 +172,24 @@ def test_metrics_can_be_switched_off(factory: Any, capture_server: Any) -> None:
     assert result is not None
     assert (result.records, result.metric_points) == (1, 0)
     assert [path for path, _, _ in collector.requests] == ["/v1/logs"]
+
+
+def test_a_collector_without_a_metrics_pipeline_still_gets_every_log(factory: Any) -> None:
+    """A 404 on /v1/metrics drops the metrics, once per run, and the logs move on."""
+    writer = factory.get_writer("custom")
+    for i in range(5):
+        writer.log_counter("jobs", i + 1)
+    collector = CaptureServer(by_path={"/v1/metrics": 404})  # a collector without a metrics pipeline
+    try:
+        first = shipper(factory, collector.url, batch_size=2).ship()
+        assert first is not None
+        assert first.failed is None
+        assert first.metrics_failed is not None
+        assert "404" in first.metrics_failed
+        assert (first.records, first.batches, first.metric_points) == (5, 3, 0)
+        assert [path for path, _, _ in collector.requests] == ["/v1/logs", "/v1/metrics", "/v1/logs", "/v1/logs"]
+        again = shipper(factory, collector.url, batch_size=2).ship()
+        assert again is not None
+        assert (again.records, again.failed) == (0, None)
+    finally:
+        collector.close()

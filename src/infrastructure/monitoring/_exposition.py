@@ -26,8 +26,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["CONTENT_TYPE", "Family", "Labels", "escape", "format_value", "label_text", "labels_of", "metric_name",
-           "render"]
+__all__ = ["CONTENT_TYPE", "Family", "Labels", "escape", "format_value", "label_name", "label_text", "labels_of",
+           "metric_name", "render"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -46,7 +46,9 @@ def metric_name(name: str) -> str:
     return "_" + cleaned if not cleaned or cleaned[0].isdigit() else cleaned
 
 
-def _label_name(name: str) -> str:
+def label_name(name: str) -> str:
+    """``name`` made valid as a label name (``gen_ai.model`` -> ``gen_ai_model``, ``2xx`` -> ``_2xx``),
+    kept out of the ``__`` names Prometheus reserves (``__name__`` -> ``x__name__``)."""
     if _LABEL_OK.fullmatch(name) and not name.startswith("__"):
         return name
     cleaned = _LABEL_BAD.sub("_", name)
@@ -98,7 +100,7 @@ def _render_labels(labels: Labels) -> str:
     seen: set[str] = set()
     parts = []
     for name, value in labels:
-        key = _label_name(name)
+        key = label_name(name)
         if key in seen:
             continue  # the format allows each label once per sample: the first one given wins
         seen.add(key)

@@ -81,7 +81,7 @@ def print_report(report: Any, *, trends: dict[str, dict[tuple[Any, ...], list[fl
     if not report.sections:
         say("no records in this window")
     for section in report.sections:
-        keys = [c for c in section.columns if not _is_aggregate(c)]
+        keys = section.keys
         columns, rows = list(section.columns), section.rows
         trend = (trends or {}).get(section.name)
         if trend:
@@ -90,12 +90,6 @@ def print_report(report: Any, *, trends: dict[str, dict[tuple[Any, ...], list[fl
         click.echo()
         _echo_table(section.title, columns, rows, keys=keys)
     print_skipped(report.skipped)
-
-
-def _is_aggregate(column: str) -> bool:
-    kind = column.partition("_")[0]
-    return column in ("count", "errors", "error_rate", "rate", "unpriced") or kind in (
-        "sum", "avg", "min", "max", "latest", "count") or (kind[:1] == "p" and kind[1:2].isdigit())
 
 
 def print_query(result: Any, fmt: str, *, max_groups: int, sparklines: bool) -> None:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -39,7 +39,6 @@ from .env import MONITORING_SERVER_TOKEN
 from .errors import ConfigError
 
 __all__ = [
-    "RULE_KINDS",
     "SEVERITIES",
     "AlertRule",
     "AlertSettings",
@@ -61,7 +60,6 @@ SEVERITIES: Final = ("critical", "error", "warning", "info")
 """Most to least urgent."""
 DEFAULT_COOLDOWNS: Final = MappingProxyType({"critical": 300.0, "error": 900.0, "warning": 3600.0, "info": 14400.0})
 DEFAULT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-RULE_KINDS: Final = ("threshold", "burn_rate", "anomaly")
 PAGERDUTY_EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 _NUM: Final = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _BURN_RE: Final = re.compile(
@@ -299,9 +297,6 @@ class AlertSettings:
         interval = rule.group_interval if rule.group_interval is not None else self.group_interval
         return wait, interval
 
-    def notifier(self, name: str) -> Notifier | None:
-        return next((n for n in self.notifiers if n.name == name), None)
-
     def route(self, labels: Mapping[str, Any]) -> tuple[Notifier, ...]:
         """The notifiers an alert with ``labels`` goes to (every notifier when there are no routes)."""
         if not self.routes:
@@ -481,10 +476,33 @@ _UNSET: Final = math.nan
 """An anomaly rule's K before ``resolve_references`` fills in the ``anomalies`` section's."""
 
 
-def parse_expr(expr: Any, key: str, src: str) -> tuple[str, str, float] | tuple[str, str, float, str, tuple[str, ...]]:
-    """``p95(response_time) > 2.0`` -> (``p95:response_time``, ``>``, 2.0);
-    ``burn_rate(api) > 14.4`` -> (``burn_rate``, ``>``, 14.4, ``api``, ());
-    ``anomaly(p95:response_time) by model`` -> (``p95:response_time``, ``>``, K, ``anomaly``, (``model``,))."""
+class _Threshold(NamedTuple):
+    """``AGG OP NUMBER``: the kind is the type, never read from a name the user chose."""
+
+    agg: str
+    op: str
+    threshold: float
+
+
+class _BurnRate(NamedTuple):
+    agg: str
+    op: str
+    threshold: float
+    slo: str
+    """The SLO's name, whatever it is (an SLO may be called ``threshold`` or ``anomaly``)."""
+
+
+class _Anomaly(NamedTuple):
+    agg: str
+    op: str
+    threshold: float
+    by: tuple[str, ...]
+
+
+def parse_expr(expr: Any, key: str, src: str) -> _Threshold | _BurnRate | _Anomaly:
+    """``p95(response_time) > 2.0`` -> _Threshold(``p95:response_time``, ``>``, 2.0);
+    ``burn_rate(api) > 14.4`` -> _BurnRate(``burn_rate``, ``>``, 14.4, ``api``);
+    ``anomaly(p95:response_time) by model`` -> _Anomaly(``p95:response_time``, ``>``, K, (``model``,))."""
     from .query.spec import QueryError, parse_agg  # the query parser: only when a section has rules
 
     valid = ("'AGG OP NUMBER' such as 'error_rate > 0.05', 'p95(response_time) > 2.0', 'count < 1' "
@@ -496,7 +514,7 @@ def parse_expr(expr: Any, key: str, src: str) -> tuple[str, str, float] | tuple[
         if burn is None or float(burn["num"]) <= 0:
             raise ConfigError(key, expr, "'burn_rate(SLO_NAME) > FACTOR' with a positive FACTOR, such as "
                               "'burn_rate(api_availability) > 14.4'", source=src)
-        return "burn_rate", burn["op"], float(burn["num"]), burn["slo"], ()
+        return _BurnRate("burn_rate", burn["op"], float(burn["num"]), burn["slo"])
     if text.startswith("anomaly"):
         found = _ANOMALY_RE.match(text)
         if found is None:
@@ -516,7 +534,7 @@ def parse_expr(expr: Any, key: str, src: str) -> tuple[str, str, float] | tuple[
         k = float(found["k"]) if found["k"] else _UNSET
         if k == k and k <= 0:
             raise ConfigError(key, expr, "a K above 0 (deviations from the baseline)", source=src)
-        return spec, ">", k, "anomaly", by
+        return _Anomaly(spec, ">", k, by)
     match = _EXPR_RE.match(expr) if isinstance(expr, str) else None
     if match is None:
         raise ConfigError(key, expr, valid, source=src)
@@ -528,7 +546,7 @@ def parse_expr(expr: Any, key: str, src: str) -> tuple[str, str, float] | tuple[
         raise ConfigError(key, expr, f"{valid}; {exc}", source=src) from None
     if parsed.kind in ("latest", "count_if"):
         raise ConfigError(key, expr, valid, source=src)
-    return spec, "!=" if match["op"] == "!=" else match["op"], float(match["num"])
+    return _Threshold(spec, "!=" if match["op"] == "!=" else match["op"], float(match["num"]))
 
 
 _RULE_SCHEMA: Final[Mapping[str, Validator]] = {
@@ -539,6 +557,7 @@ _RULE_SCHEMA: Final[Mapping[str, Validator]] = {
     "direction": _choice(("both", "up", "down")), "group_wait": _seconds, "group_interval": _seconds,
 }
 _ONLY: Final = {"short_window": "burn_rate", "baseline": "anomaly", "sustain": "anomaly", "direction": "anomaly"}
+_KIND_OF: Final[Mapping[type, str]] = {_Threshold: "threshold", _BurnRate: "burn_rate", _Anomaly: "anomaly"}
 
 
 def _anomaly_expr(agg: str, by: tuple[str, ...], k: float) -> str:
@@ -550,10 +569,9 @@ def _rule(value: Any, key: str, src: str) -> AlertRule:
     for needed in ("name", "expr"):
         if needed not in fields:
             raise ConfigError(f"{key}.{needed}", None, "a value: every rule needs name, expr and module", source=src)
-    parsed = fields.pop("expr")
-    agg, op, threshold = parsed[:3]
-    kind = parsed[3] if len(parsed) > 3 else "threshold"
-    kind = "burn_rate" if kind not in ("threshold", "anomaly") else kind
+    parsed: _Threshold | _BurnRate | _Anomaly = fields.pop("expr")
+    agg, op, threshold = parsed.agg, parsed.op, parsed.threshold
+    kind = _KIND_OF[type(parsed)]
     for option, only in _ONLY.items():
         if option in fields and kind != only:
             raise ConfigError(f"{key}.{option}", fields[option], f"unset: {option} belongs to {only} rules "
@@ -564,7 +582,7 @@ def _rule(value: Any, key: str, src: str) -> AlertRule:
     if fields.get("window", 300.0) <= 0:
         raise ConfigError(f"{key}.window", fields["window"], "a window longer than 0 seconds", source=src)
     fields["hold"] = fields.pop("for", 0.0)
-    if kind == "burn_rate":
+    if isinstance(parsed, _BurnRate):
         for taken in ("module", "operation", "where", "group_by"):
             if taken in fields:
                 raise ConfigError(f"{key}.{taken}", fields[taken], "unset: a burn-rate rule watches its SLO's "
@@ -574,12 +592,12 @@ def _rule(value: Any, key: str, src: str) -> AlertRule:
         if not 0 < short < window:
             raise ConfigError(f"{key}.short_window", short, f"a window shorter than window ({window:g}s) and "
                               "longer than 0 (the workbook pairs 1h with 5m, 6h with 30m)", source=src)
-        return AlertRule(expr=f"burn_rate({parsed[3]}) {op} {threshold:g}", agg=agg, op=op, threshold=threshold,
-                         kind=kind, slo=parsed[3], module="", **fields)
-    if kind == "anomaly":
-        if "group_by" in fields and parsed[4]:
+        return AlertRule(expr=f"burn_rate({parsed.slo}) {op} {threshold:g}", agg=agg, op=op, threshold=threshold,
+                         kind=kind, slo=parsed.slo, module="", **fields)
+    if isinstance(parsed, _Anomaly):
+        if "group_by" in fields and parsed.by:
             raise ConfigError(f"{key}.group_by", fields["group_by"], "unset when the expr says 'by ...'", source=src)
-        fields["group_by"] = fields.get("group_by", parsed[4])
+        fields["group_by"] = fields.get("group_by", parsed.by)
         fields.setdefault("window", 0.0)  # the anomalies section's window, filled in by resolve_references
         fields.setdefault("min_count", -1)
         fields.setdefault("baseline", 0)
@@ -610,8 +628,7 @@ def _cooldowns(value: Any, key: str, src: str) -> Mapping[str, float]:
 def _env_var(value: Any, key: str, src: str) -> str:
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
         return value
-    raise ConfigError(key, value, "the name of an environment variable (letters, digits, '_'), such as "
-                      "SLACK_WEBHOOK_URL", source=src)
+    raise ConfigError(key, value, "the name of an environment variable (letters, digits, '_')", source=src)
 
 
 _COMMON: Final[Mapping[str, Validator]] = {
@@ -635,9 +652,12 @@ _EMAIL_SCHEMA: Final[Mapping[str, Validator]] = {
 }
 
 
-def _url_or_env(fields: dict[str, Any], key: str, src: str, what: str) -> None:
+def _url_or_env(fields: dict[str, Any], key: str, src: str, what: str, *, required: bool = True) -> None:
+    """One of ``url`` and ``url_env``; ``required=False`` for a notifier whose URL has a default."""
     if "url" in fields and "url_env" in fields:
         raise ConfigError(f"{key}.url", fields["url"], "unset when url_env is given (one or the other)", source=src)
+    if not required:
+        return
     if "url" not in fields and "url_env" not in fields:
         raise ConfigError(f"{key}.url", None, f"{what}, or url_env: the environment variable holding it", source=src)
     fields.setdefault("url", "")
@@ -665,9 +685,7 @@ def _notifier(value: Any, key: str, src: str) -> Notifier:
         if ("routing_key" in fields) == ("routing_key_env" in fields):
             raise ConfigError(f"{key}.routing_key_env", fields.get("routing_key_env"), "the environment variable "
                               "holding the Events API v2 integration key (or routing_key, not both)", source=src)
-        if "url" in fields and "url_env" in fields:
-            raise ConfigError(f"{key}.url", fields["url"], "unset when url_env is given (one or the other)",
-                              source=src)
+        _url_or_env(fields, key, src, "the Events API v2 URL", required=False)
         return PagerDutyNotifier(**fields)
     if kind == "email":
         fields = _section(value, key, src, _EMAIL_SCHEMA)
@@ -794,14 +812,8 @@ def anomalies_section(value: Any, key: str, src: str) -> AnomalySettings:
     }))
 
 
-def _env_name(value: Any, key: str, src: str) -> str:
-    if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
-        return value
-    raise ConfigError(key, value, "the name of an environment variable (letters, digits, '_')", source=src)
-
-
 def _basic_auth(value: Any, key: str, src: str) -> BasicAuthSettings:
-    fields = _section(value, key, src, {"username": _text, "password_env": _env_name})
+    fields = _section(value, key, src, {"username": _text, "password_env": _env_var})
     for needed in ("username", "password_env"):
         if needed not in fields:
             raise ConfigError(f"{key}.{needed}", None, "a value: basic_auth needs username and password_env "
@@ -814,7 +826,7 @@ def _basic_auth(value: Any, key: str, src: str) -> BasicAuthSettings:
 def server_section(value: Any, key: str, src: str) -> ServerSettings:
     return ServerSettings(**_section(value, key, src, {
         "host": _text, "port": _port, "buckets": _buckets, "cache_seconds": _number(0),
-        "auth_token_env": _env_name, "basic_auth": _optional(_basic_auth), "events_max_clients": _positive_int(1),
+        "auth_token_env": _env_var, "basic_auth": _optional(_basic_auth), "events_max_clients": _positive_int(1),
         "events_check_seconds": _number(0.05), "events_heartbeat_seconds": _number(1),
         "external_url": _optional(_url),
     }))

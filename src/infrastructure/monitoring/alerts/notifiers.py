@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import orjson
 
+from .._exposition import label_name
 from ..ops_config import (
     SEVERITIES,
     AlertmanagerNotifier,
@@ -345,17 +346,8 @@ def _pagerduty(notifier: PagerDutyNotifier, events: Sequence[dict[str, Any]], sl
 
 # --------------------------------------------------------------------------- Alertmanager
 
-_LABEL_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
-
-
 def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _label_name(name: str) -> str:
-    """Alertmanager (0.25) accepts ``[a-zA-Z_][a-zA-Z0-9_]*``: ``gen_ai.model`` becomes ``gen_ai_model``."""
-    cleaned = _LABEL_NAME_BAD.sub("_", name)
-    return "_" + cleaned if not cleaned or cleaned[0].isdigit() else cleaned
 
 
 def _label_value(value: Any) -> str:
@@ -380,7 +372,7 @@ def alertmanager_alert(alert: dict[str, Any], *, starts_at: float, ends_at: floa
     for name, value in (alert.get("labels") or {}).items():
         if value is None:
             continue
-        label = _label_name(str(name))
+        label = label_name(str(name))  # Alertmanager takes Prometheus' label names
         labels["group_" + label if label in fixed else label] = _label_value(value)
     value = alert.get("value")
     annotations = {"summary": f"{alert['rule']}: {value_text(alert)}",

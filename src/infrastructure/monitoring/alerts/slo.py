@@ -88,7 +88,6 @@ def evaluate_slos(parser: LogSource, slos: tuple[SloTarget, ...] | list[SloTarge
     out = []
     for slo in slos:
         events, bad, percentile = _counts(parser, slo, at - slo.period, at)
-        recent_events, recent_bad, _ = _counts(parser, slo, at - min(_BURN_WINDOW, slo.period), at)
         allowed = slo.target if slo.objective == "error_rate" else 1 - slo.target
         if events == 0:
             out.append(SloStatus(slo.name, slo.objective, slo.target, slo.period, 0, 0, None, None, None,
@@ -97,12 +96,8 @@ def evaluate_slos(parser: LogSource, slos: tuple[SloTarget, ...] | list[SloTarge
         bad_share = bad / events
         measured = bad_share if slo.objective == "error_rate" else 1 - bad_share
         met = bad_share <= allowed
-        if allowed > 0:
-            budget: float | None = 1 - bad_share / allowed
-            burn = (recent_bad / recent_events) / allowed if recent_events else None
-        else:
-            budget = 1.0 if bad == 0 else float("-inf")
-            burn = None
+        budget = (1 - bad_share / allowed) if allowed > 0 else (1.0 if bad == 0 else float("-inf"))
+        burn, _, _ = burn_rate(parser, slo, at - min(_BURN_WINDOW, slo.period), at)
         out.append(SloStatus(slo.name, slo.objective, slo.target, slo.period, events, bad, measured, budget, burn,
                              "met" if met else "breached", percentile))
     return out

@@ -18,7 +18,8 @@ every acknowledged batch: a restart resumes after the last batch the collector
 accepted, across rotations, so nothing is skipped, and at most the one batch in flight
 when the process was killed is sent again (OTLP receivers are expected to tolerate
 that). A batch the collector refuses stays unsent and is retried at the next run; the
-failure is logged to ``exporter_metrics.log`` once per run.
+failure is logged to ``exporter_metrics.log`` once per run. A refused ``/v1/metrics`` (a
+collector without a metrics pipeline) drops that run's metrics but not its logs.
 
 Attribute names follow the OpenTelemetry GenAI conventions where one exists
 (``gen_ai.request.model``, ``gen_ai.provider.name``, ``gen_ai.usage.input_tokens``,
@@ -43,7 +44,7 @@ import orjson
 
 from .._statefile import exclusive, load_state, save_state
 from ..ops_config import OtlpSettings
-from .otlp_metrics import MetricBatch, Resource, resource_of
+from .otlp_metrics import MetricBatch, Resource, nanos, resource_of
 from .tail import Chunk, Tailer
 
 __all__ = ["OFFSETS_FILE", "OtlpShipper", "ShipResult", "log_record_attributes"]
@@ -74,6 +75,9 @@ class ShipResult:
     """Data points sent to ``/v1/metrics``."""
     failed: str | None = None
     """Why the run stopped early (the collector refused or was unreachable); retried next run."""
+    metrics_failed: str | None = None
+    """Why ``/v1/metrics`` was refused (a collector without a metrics pipeline answers 404): the logs
+    still go, and the rest of the run posts no metrics, so one missing pipeline never holds back the logs."""
     seconds: float = 0.0
     by_module: dict[str, int] = field(default_factory=dict)
 
@@ -139,10 +143,6 @@ def _any(common_pb2: Any, value: Any) -> Any:
 def _kvs(common_pb2: Any, attributes: dict[str, Any]) -> list[Any]:
     return [common_pb2.KeyValue(key=str(k), value=_any(common_pb2, v)) for k, v in attributes.items()
             if v is not None]
-
-
-def _nanos(seconds: Any) -> int:
-    return int(float(seconds) * 1e9) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else 0
 
 
 def _id(hex_text: Any, size: int) -> bytes:
@@ -228,9 +228,21 @@ class OtlpShipper:
             batch = MetricBatch(self.fallback)
             for record in records:
                 batch.add(chunk.module, record)
-            if len(batch):
-                self._post("/v1/metrics", batch.request(self._metrics_pb, lambda v: _any(self._pb[2], v)))
-                result.metric_points += len(batch)
+            if len(batch) and result.metrics_failed is None:
+                try:
+                    self._post("/v1/metrics", batch.request(self._metrics_pb, lambda v: _any(self._pb[2], v)))
+                except _Refused as exc:
+                    self._metrics_refused(result, exc)
+                else:
+                    result.metric_points += len(batch)
+
+    def _metrics_refused(self, result: ShipResult, exc: _Refused) -> None:
+        """Drop this run's metrics, once: they are derived from the logs, which stay the thing to deliver."""
+        result.metrics_failed = str(exc)
+        _log.warning("OTLP metrics to %s dropped for this run: %s (logs still sent)", self.settings.endpoint, exc)
+        if self._writer is not None:
+            self._writer.log_event("otlp_export", success=False, error_message=str(exc),
+                                   endpoint=self.settings.endpoint, signal="metrics")
 
     def _resource(self, resource: Resource) -> Any:
         common_pb2, resource_pb2 = self._pb[2], self._pb[4]
@@ -260,7 +272,7 @@ class OtlpShipper:
         for r in records:
             failed = r.get("success") is False
             out.append(logs_pb2.LogRecord(
-                time_unix_nano=_nanos(r.get("timestamp")), observed_time_unix_nano=time.time_ns(),
+                time_unix_nano=nanos(r.get("timestamp")), observed_time_unix_nano=time.time_ns(),
                 severity_number=logs_pb2.SEVERITY_NUMBER_ERROR if failed else logs_pb2.SEVERITY_NUMBER_INFO,
                 severity_text="ERROR" if failed else "INFO",
                 body=common_pb2.AnyValue(string_value=f"{module}.{r.get('operation')}"),
@@ -292,7 +304,7 @@ class OtlpShipper:
                 if isinstance(e, dict):
                     attrs = {k: v for k, v in e.items() if k not in ("name", "timestamp")}
                     events.append(trace_pb2.Span.Event(name=str(e.get("name", "")),
-                                                       time_unix_nano=_nanos(e.get("timestamp")),
+                                                       time_unix_nano=nanos(e.get("timestamp")),
                                                        attributes=_kvs(common_pb2, attrs)))
             status = r.get("status")
             attributes = dict(r.get("attributes") or {}) if isinstance(r.get("attributes"), dict) else {}
@@ -305,8 +317,8 @@ class OtlpShipper:
             spans.append(trace_pb2.Span(
                 trace_id=_id(r.get("trace_id"), 16), span_id=_id(r.get("span_id"), 8), links=links,
                 parent_span_id=_id(r.get("parent_span_id"), 8), name=str(r.get("name", "")),
-                kind=_KINDS.get(str(r.get("kind")), 1), start_time_unix_nano=_nanos(start),
-                end_time_unix_nano=_nanos(start) + int(duration * 1e9),
+                kind=_KINDS.get(str(r.get("kind")), 1), start_time_unix_nano=nanos(start),
+                end_time_unix_nano=nanos(start) + int(duration * 1e9),
                 attributes=_kvs(common_pb2, attributes), events=events,
                 status=trace_pb2.Status(code=2 if status == "error" else 1 if status == "ok" else 0,
                                         message=str(r.get("status_message") or ""))))

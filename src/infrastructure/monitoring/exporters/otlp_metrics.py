@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["GENAI_DURATION_BUCKETS", "GENAI_TOKEN_BUCKETS", "MetricBatch", "resource_of"]
+__all__ = ["GENAI_DURATION_BUCKETS", "GENAI_TOKEN_BUCKETS", "MetricBatch", "nanos", "number", "resource_of"]
 
 GENAI_DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96,
                                  81.92)
@@ -100,7 +100,9 @@ _SYSTEM: Final[tuple[tuple[str, _Instrument, float, Attributes], ...]] = (
 """System sample field -> instrument, the factor from our unit to its unit, fixed attributes."""
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """A record's field as a metric value, for ``/v1/metrics`` and the live ``/metrics`` alike: a finite
+    JSON number, else ``None`` (a boolean or a numeric string is not a measurement)."""
     if value.__class__ in (int, float) and value == value and value not in (math.inf, -math.inf):
         return float(value)
     return None
@@ -167,32 +169,32 @@ class MetricBatch:
 
     def add(self, module: str, record: Mapping[str, Any]) -> None:
         """Fold one record of ``module``."""
-        ts = _number(record.get("timestamp")) or 0.0
+        ts = number(record.get("timestamp")) or 0.0
         resource = resource_of(record, self.fallback)
         op = str(record.get("operation"))
         host = record.get("host")
         where: Attributes = (("host.name", str(host)),) if host is not None else ()
         kind = record.get("metric_type")
         if kind in ("counter", "gauge"):
-            value = _number(record.get("value", 1 if kind == "counter" else None))
+            value = number(record.get("value", 1 if kind == "counter" else None))
             if value is not None:
                 self._record(_COUNT if kind == "counter" else _VALUE, resource,
                              (("module", module), ("operation", op), *where), ts, value)
         if module == "llm" and (op in _GENAI_OPERATIONS or op == "llm_attempt"):
             self._llm(record, op, resource, where, ts)
         elif module == "tool" and op == "tool_call":
-            duration = _number(record.get("duration"))
+            duration = number(record.get("duration"))
             if duration is not None:
                 attrs: Attributes = (("gen_ai.operation.name", "execute_tool"),
                                      ("gen_ai.tool.name", str(record.get("tool_name"))), *_error(record), *where)
                 self._record(_TOOL, resource, attrs, ts, duration)
         elif module == "system" and op == "system_sample":
             for name, instrument, factor, fixed in _SYSTEM:
-                value = _number(record.get(name))
+                value = number(record.get(name))
                 if value is not None:
                     self._record(instrument, resource, (*fixed, *where), ts, value * factor)
         else:
-            duration = _number(record.get("duration"))
+            duration = number(record.get("duration"))
             if duration is not None:
                 self._record(_OPERATION, resource, (("module", module), ("operation", op), *where), ts, duration)
 
@@ -203,18 +205,18 @@ class MetricBatch:
         base: Attributes = (("gen_ai.operation.name", operation),
                             *((("gen_ai.provider.name", str(record["provider"])),) if record.get("provider") else ()),
                             *((("gen_ai.request.model", str(record["model"])),) if record.get("model") else ()))
-        duration = _number(record.get("response_time"))
+        duration = number(record.get("response_time"))
         if duration is not None:
             self._record(_DURATION, resource, (*base, *_error(record), *where), ts, duration)
         for name, token_type in (("prompt_tokens", "input"), ("input_tokens", "input"),
                                  ("completion_tokens", "output"), ("output_tokens", "output")):
-            tokens = _number(record.get(name))
+            tokens = number(record.get(name))
             if tokens:  # 0 is what the writer records when the count is unknown (a failed call): not a usage
                 self._record(_TOKENS, resource, (*base, ("gen_ai.token.type", token_type), *where), ts, tokens)
-        first = _number(record.get("time_to_first_token"))
+        first = number(record.get("time_to_first_token"))
         if first is not None:
             self._record(_FIRST_CHUNK, resource, (*base, *where), ts, first)
-        cost = _number(record.get("cost"))
+        cost = number(record.get("cost"))
         if cost:
             self._record(_COST, resource, (*base, *where), ts, cost)
 
@@ -250,8 +252,9 @@ def _error(record: Mapping[str, Any]) -> Attributes:
     return (("error.type", str(record.get("error_type") or "_OTHER")),)
 
 
-def _nanos(seconds: float) -> int:
-    return int(seconds * 1e9)
+def nanos(seconds: Any) -> int:
+    """Seconds since the epoch as OTLP's nanoseconds; 0 (unknown) for what is not a number."""
+    return int(float(seconds) * 1e9) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else 0
 
 
 def _data_point(metrics_pb2: Any, common_pb2: Any, any_value: Callable[[Any], Any], instrument: _Instrument,
@@ -259,12 +262,12 @@ def _data_point(metrics_pb2: Any, common_pb2: Any, any_value: Callable[[Any], An
     attrs = [common_pb2.KeyValue(key=k, value=any_value(v)) for k, v in attributes]
     if instrument.kind == "histogram":
         return metrics_pb2.HistogramDataPoint(
-            attributes=attrs, start_time_unix_nano=_nanos(point.start), time_unix_nano=_nanos(point.end),
+            attributes=attrs, start_time_unix_nano=nanos(point.start), time_unix_nano=nanos(point.end),
             count=point.count, sum=point.value, bucket_counts=point.counts, explicit_bounds=list(instrument.bounds),
             min=point.low, max=point.high)
-    start = _nanos(point.start) if instrument.kind == "sum" else 0
+    start = nanos(point.start) if instrument.kind == "sum" else 0
     return metrics_pb2.NumberDataPoint(attributes=attrs, start_time_unix_nano=start,
-                                       time_unix_nano=_nanos(point.end), as_double=point.value)
+                                       time_unix_nano=nanos(point.end), as_double=point.value)
 
 
 def _metric(metrics_pb2: Any, instrument: _Instrument, points: Iterable[Any]) -> Any:

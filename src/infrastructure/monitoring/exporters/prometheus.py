@@ -31,7 +31,6 @@ exhaust the server or Prometheus. The names and their meanings are listed in
 from __future__ import annotations
 
 import bisect
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -40,15 +39,13 @@ from typing import Any, Final
 
 import orjson
 
-from .._exposition import CONTENT_TYPE, Family, Labels, escape, label_text, labels_of, render
+from .._exposition import CONTENT_TYPE, Family, Labels, label_text, labels_of, render
 from ..alerts.engine import current_alerts
 from ..query.files import discover
+from .otlp_metrics import number
 from .tail import Tailer
 
-__all__ = ["CONTENT_TYPE", "LiveMetrics", "escape_label"]
-
-escape_label = escape
-"""Kept for callers of the older name."""
+__all__ = ["CONTENT_TYPE", "LiveMetrics"]
 
 _OTHER: Final = "__other__"
 
@@ -91,12 +88,6 @@ _SYSTEM_FIELDS: Final = (
     ("process_open_fds", "system_process_open_fds"),
 )
 """The system sample's fields and their metrics (a ``_total`` one is a counter the host keeps)."""
-
-
-def _number(value: Any) -> float | None:
-    if value.__class__ in (int, float) and value == value and value not in (math.inf, -math.inf):
-        return float(value)
-    return None
 
 
 def _global(r: dict[str, Any]) -> Labels:
@@ -202,7 +193,7 @@ class LiveMetrics:
         if module == "llm":
             self._fold_llm(r, module, op, ok, (("host", host), *extra))
             return
-        duration = _number(r.get("duration"))
+        duration = number(r.get("duration"))
         if module == "tool" and op == "tool_call":
             tool = label_text(r.get("tool_name"))
             self._inc("tool_calls_total", (("tool", tool), ("success", ok), ("host", host), *extra))
@@ -210,9 +201,9 @@ class LiveMetrics:
                 self._observe("tool_call_duration_seconds", (("tool", tool), ("host", host), *extra), duration)
             return
         if module == "system" and op == "system_sample":
-            ts = _number(r.get("timestamp")) or 0.0
+            ts = number(r.get("timestamp")) or 0.0
             for field_name, metric in _SYSTEM_FIELDS:
-                value = _number(r.get(field_name))
+                value = number(r.get(field_name))
                 if value is not None:
                     self._gauge(metric, (("host", host), *extra), ts, value)
             return
@@ -223,34 +214,34 @@ class LiveMetrics:
     def _fold_metric(self, r: dict[str, Any], kind: str, labels: Labels) -> None:
         """A ``record_counter`` adds its value; a ``record_gauge`` sets the latest one."""
         raw = r.get("value", 1 if kind == "counter" else None)
-        value = _number(raw)
+        value = number(raw)
         if value is None:
             return
         if kind == "counter":
             if value >= 0:
                 self._inc("monitoring_count_total", labels, value)
         else:
-            self._gauge("monitoring_value", labels, _number(r.get("timestamp")) or 0.0, value)
+            self._gauge("monitoring_value", labels, number(r.get("timestamp")) or 0.0, value)
 
     def _fold_llm(self, r: dict[str, Any], module: str, op: str, ok: str, where: Labels) -> None:
         model, provider = label_text(r.get("model")), label_text(r.get("provider"))
         base = (("operation", op), ("model", model), ("provider", provider))
         self._inc("llm_requests_total", (("module", module), *base, ("success", ok), *where))
         for kind in ("prompt", "completion"):
-            n = _number(r.get(f"{kind}_tokens"))
+            n = number(r.get(f"{kind}_tokens"))
             if n:
                 self._inc("llm_tokens_total", (*base, ("type", kind), *where), n)
-        cost = _number(r.get("cost"))
+        cost = number(r.get("cost"))
         if cost:
             self._inc("llm_cost_total", (*base, *where), cost)
-        rt = _number(r.get("response_time"))
+        rt = number(r.get("response_time"))
         if rt is not None:
             self._observe("llm_request_duration_seconds", (*base, *where), rt)
-        ttft = _number(r.get("time_to_first_token"))
+        ttft = number(r.get("time_to_first_token"))
         if ttft is not None:
             self._observe("llm_time_to_first_token_seconds", (("model", model), ("provider", provider), *where),
                           ttft)
-        duration = _number(r.get("duration"))
+        duration = number(r.get("duration"))
         if duration is not None:  # a timer of the llm module's own (record_timer)
             self._observe("monitoring_operation_duration_seconds",
                           (("module", module), ("operation", op), *where), duration)

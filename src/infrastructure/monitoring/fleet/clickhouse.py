@@ -88,9 +88,23 @@ class ClickHouseClient:
         if self._conn is not None and time.monotonic() - self._used > _IDLE_REUSE:
             self.close()
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self.timeout)
+            self._conn = self._new_connection()
         return self._conn
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        return cls(self._host, self._port, timeout=self.timeout)
+
+    def _error(self, status: int, data: bytes) -> ClickHouseError:
+        """The error an answer other than 200 means: ``ClickHouseUnavailable`` when the server (or
+        the proxy before it) is going away or cannot reach it, so callers retry rather than give up."""
+        found = _CODE_RE.search(data)
+        code = int(found.group(1)) if found else 0
+        message = data.decode("utf-8", "replace").strip()
+        if len(message) > _MAX_MESSAGE:
+            message = message[:_MAX_MESSAGE] + "..."
+        error = ClickHouseUnavailable if code in _SHUTTING_DOWN or status in (502, 503, 504) else ClickHouseError
+        return error(f"{self.url} answered {status}: {message}", code, status)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Connection": "keep-alive"}
@@ -130,14 +144,7 @@ class ClickHouseClient:
                     self.close()
                 return data
             self.close()
-            found = _CODE_RE.search(data)
-            code = int(found.group(1)) if found else 0
-            message = data.decode("utf-8", "replace").strip()
-            if len(message) > _MAX_MESSAGE:
-                message = message[:_MAX_MESSAGE] + "..."
-            error = ClickHouseUnavailable if code in _SHUTTING_DOWN or response.status in (502, 503, 504) \
-                else ClickHouseError
-            raise error(f"{self.url} answered {response.status}: {message}", code, response.status)
+            raise self._error(response.status, data)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def query(self, sql: str, *, settings: Mapping[str, Any] | None = None, query_id: str | None = None) -> bytes:
@@ -165,8 +172,7 @@ class ClickHouseClient:
         connection of its own, closed when the iteration ends or is abandoned."""
         params = dict(settings or {})
         target = self._path + ("?" + urlencode(params) if params else "")
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = cls(self._host, self._port, timeout=self.timeout)
+        conn = self._new_connection()
         try:
             try:
                 conn.request("POST", target, body=sql.encode(), headers=self._headers())
@@ -174,11 +180,7 @@ class ClickHouseClient:
             except (OSError, http.client.HTTPException) as exc:
                 raise ClickHouseUnavailable(f"{self.url} unreachable: {_reason(exc)}") from None
             if response.status != 200:
-                data = response.read()
-                found = _CODE_RE.search(data)
-                message = data.decode("utf-8", "replace").strip()[:_MAX_MESSAGE]
-                raise ClickHouseError(f"{self.url} answered {response.status}: {message}",
-                                      int(found.group(1)) if found else 0, response.status)
+                raise self._error(response.status, response.read())
             while True:
                 try:
                     line = response.readline()

@@ -20,8 +20,8 @@ import orjson
 
 from .._family import ALIAS_SUFFIX, family_member, family_name, read_aliases
 from .._parsers import format_size
-from ..query.files import discover, line_timestamp
-from ..query.tailer import file_identity, gzip_content_size, last_line_end
+from ..query.files import discover, gzip_content_size, last_line_end, line_timestamp
+from ..query.tailer import file_identity
 from . import SHIP_STATE_FILE
 
 __all__ = ["ShipStatus", "ShippedIndex", "read_ship_state", "shipped_index", "shipping_status"]
@@ -84,7 +84,8 @@ class ShippedIndex:
         try:
             with open(target, "rb") as handle:
                 st = os.fstat(handle.fileno())
-                content = (gzip_content_size(handle) or st.st_size) if gz else last_line_end(handle, st.st_size)
+                fd = handle.fileno()
+                content = (gzip_content_size(fd) or st.st_size) if gz else last_line_end(fd, st.st_size)
         except FileNotFoundError:
             return 0, 0
         except OSError:
@@ -157,10 +158,11 @@ def shipping_status(log_dir: str | os.PathLike[str], *, now: float | None = None
                         _number(state.get("last_ack")), int(state.get("rows_shipped") or 0),
                         state.get("last_error"), _number(state.get("error_since")), _number(state.get("retry_at")),
                         readable=index.readable)
-    oldest: float | None = None
+    oldest: list[float] = []  # per family: files are in time order within a family only
     for module, files in discover(log_dir).items():
         if index.modules and module not in index.modules:
             continue
+        dated = False
         for f in files:
             offset, content = index.position(f.path)
             pending = content - offset
@@ -169,13 +171,16 @@ def shipping_status(log_dir: str | os.PathLike[str], *, now: float | None = None
             status.lag_bytes += pending
             status.pending_files += 1
             status.files.append({"file": f.name, "pending_bytes": pending})
-            if oldest is None and not f.gz:
+            if not dated and not f.gz:
                 with contextlib.suppress(OSError), open(f.path, "rb") as handle:
-                    oldest = line_timestamp(os.pread(handle.fileno(), 4096, offset).split(b"\n", 1)[0])
+                    first = line_timestamp(os.pread(handle.fileno(), 4096, offset).split(b"\n", 1)[0])
+                    if first is not None:
+                        oldest.append(first)
+                        dated = True
     if status.lag_bytes == 0:
         status.lag_seconds = 0.0
     else:
-        status.lag_seconds = max(0.0, now - oldest) if oldest is not None else None
+        status.lag_seconds = max(0.0, now - min(oldest)) if oldest else None
     return status
 
 

@@ -1,9 +1,11 @@
 """``ClickHouseShipper``: follow the log folder and insert every record line into ClickHouse, exactly once.
 
 Lines are read through the package's one follower (``query/tailer.py``): every family,
-oldest file first, across rotations and compression, complete lines only. Each record
-becomes one row (``schema.py``); lines that are not records (not JSON, no numeric
-``timestamp``) are skipped and counted, as the query engine skips them.
+oldest file first, across rotations and compression, complete lines only. A line is
+read as the query engine reads it (``NaN``, ``Infinity`` and ``1e400`` too; JSON has no
+spelling for them, so they go in as NULL), and each record becomes one row
+(``schema.py``); lines that are not records (not JSON, no numeric ``timestamp``) are
+skipped and counted, as the query engine skips them.
 
 Rows go in batches of at most ``batch_rows`` rows and ``batch_bytes`` bytes, and what
 has accumulated is sent at least every ``batch_seconds``. A batch never spans two days,
@@ -52,11 +54,14 @@ import orjson
 from .._statefile import exclusive, load_state, save_state
 from ..env import MONITORING_CLICKHOUSE_PASSWORD, MONITORING_CLICKHOUSE_USER, env_str
 from ..query.files import discover
+from ..query.lines import _lenient
+from ..query.spec import as_number
 from ..query.tailer import Chunk, Tailer, file_identity
 from . import SHIP_LOCK_FILE, SHIP_STATE_FILE
 from .clickhouse import ClickHouseClient, ClickHouseError, ClickHouseUnavailable
 from .schema import COLUMNS, CURRENT, LEGACY, TableNames, dialect_for, distributed_ddl, parse_version, table_ddl
 from .settings import ClickHouseSettings
+from .sql import day_text, literal
 
 __all__ = ["ClickHouseShipper", "ShipResult", "password_from_env", "user_from_env"]
 
@@ -67,8 +72,6 @@ _QUERY_ALREADY_RUNNING: Final = 216
 _FENCE_WAIT: Final = 30.0
 _SETTLE: Final = 2.0
 """Seconds after an unacknowledged insert before the table is asked how far it got."""
-_MAX_DAY: Final = 49_710
-"""2106-02-07: the last day both dialects' ``Date`` holds; later (or negative) timestamps are clamped."""
 _NONE: Final = type(None)
 _INTS: Final = (int,)
 _ACCEPTED: Final[dict[str, tuple[type, ...]]] = {
@@ -221,7 +224,7 @@ class ClickHouseShipper:
         cluster = self.names.cluster
         assert cluster is not None
         replicas = self.client.rows("SELECT host_address, default_database FROM system.clusters "
-                                    f"WHERE cluster = {_literal(cluster)}")
+                                    f"WHERE cluster = {literal(cluster)}")
         if not replicas:
             raise ClickHouseError(f"cluster {cluster!r} is not in the remote_servers of {self.settings.url}")
         databases = {r[1] for r in replicas if len(r) > 1}
@@ -339,13 +342,8 @@ class ClickHouseShipper:
 
     def _day(self, day: int) -> bytes:
         """``,"day":"2024-01-01"`` for the UTC day number ``day`` (clamped to the range of ``Date``)."""
-        text = time.strftime("%Y-%m-%d", time.gmtime(min(max(day, 0), _MAX_DAY) * 86400))
-        self._day_json[day] = encoded = b',"day":"' + text.encode() + b'"'
+        self._day_json[day] = encoded = b',"day":"' + day_text(day).encode() + b'"'
         return encoded
-
-    @staticmethod
-    def _day_text(day: int) -> str:
-        return time.strftime("%Y-%m-%d", time.gmtime(min(max(day, 0), _MAX_DAY) * 86400))
 
     def _take(self, chunk: Chunk, tailer: Tailer, batch: _Batch, state: dict[str, Any],  # noqa: PLR0912, PLR0915
               result: ShipResult) -> _Batch:  # the hot loop, kept flat with locals only
@@ -356,7 +354,7 @@ class ClickHouseShipper:
         ``extra`` repeats them); any other goes through ``_row``, which re-encodes it.
         """
         module, key = chunk.module, chunk.key
-        loads, dumps, json_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+        loads, dumps, json_error, lenient_loads = orjson.loads, orjson.dumps, orjson.JSONDecodeError, _lenient
         accepted = _ACCEPTED.get
         ints, int_max, dct, flt, integer = _INTS, _INT_MAX, dict, float, int
         tail = (b',"source_host":' + dumps(self._host) + b',"source_file":' + dumps(key) + b',"source_offset":')
@@ -373,19 +371,23 @@ class ClickHouseShipper:
         for line in chunk.lines:
             start = pos
             pos += len(line) + 1
+            lenient = False
             try:
                 record: Any = loads(line)
-            except json_error:
-                if line.strip():
-                    skipped += 1
-                continue
+            except json_error as exc:
+                record = lenient_loads(line, exc)  # NaN, Infinity, 1e400: the query engine reads them too
+                if record is None:
+                    if line.strip():
+                        skipped += 1
+                    continue
+                lenient = True  # the server may not read those numbers as written: re-encode the record
             if record.__class__ is not dct:
                 skipped += 1
                 continue
             ts = record.get("timestamp")
             cls = ts.__class__
             if cls is not flt and cls is not integer:
-                ts = _as_number(ts)
+                ts = as_number(ts)
             if ts is None or ts != ts or ts in (_INF, _NEG_INF):
                 skipped += 1
                 continue
@@ -400,7 +402,7 @@ class ClickHouseShipper:
                 first = last = last_end = -1
                 here = line_bytes = skipped = 0
             extra = None
-            plain = not careful and line[-1:] == b"}"
+            plain = not careful and not lenient and line[-1:] == b"}"
             if plain:
                 for name, value in record.items():
                     kinds = accepted(name)
@@ -500,7 +502,7 @@ class ClickHouseShipper:
         assert batch.day is not None
         ops = sorted(batch.operations)
         inflight = {
-            "query_id": f"monitoring-ship-{uuid.uuid4().hex}", "day": self._day_text(batch.day),
+            "query_id": f"monitoring-ship-{uuid.uuid4().hex}", "day": day_text(batch.day),
             "source_host": self._host,
             "rows": len(batch.rows), "tmin": batch.tmin, "tmax": batch.tmax,
             "modules": sorted({f["module"] for f in batch.files.values()}),
@@ -608,14 +610,14 @@ class ClickHouseShipper:
 
     def _landed(self, inflight: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, int]:
         per_file = " OR ".join(
-            f"(source_file = {_literal(f['key'])} AND source_offset >= {int(f['start'])} "
+            f"(source_file = {literal(f['key'])} AND source_offset >= {int(f['start'])} "
             f"AND source_offset <= {int(f['last'])})" for f in files)
-        where = [f"day = {_literal(str(inflight['day']))}",
-                 "module IN (" + ", ".join(_literal(m) for m in inflight["modules"]) + ")",
+        where = [f"day = {literal(str(inflight['day']))}",
+                 "module IN (" + ", ".join(literal(m) for m in inflight["modules"]) + ")",
                  f"timestamp >= {float(inflight['tmin']) - 1.0!r} AND timestamp <= {float(inflight['tmax']) + 1.0!r}",
-                 f"source_host = {_literal(str(inflight.get('source_host') or self._host))}", f"({per_file})"]
+                 f"source_host = {literal(str(inflight.get('source_host') or self._host))}", f"({per_file})"]
         if inflight.get("operations") is not None:
-            where.append("operation IN (" + ", ".join(_literal(o) for o in inflight["operations"]) + ")")
+            where.append("operation IN (" + ", ".join(literal(o) for o in inflight["operations"]) + ")")
         rows = self.client.rows(f"SELECT source_file, max(source_offset) FROM {self.names.qualified} "
                                 f"WHERE {' AND '.join(where)} GROUP BY source_file")
         return {r[0]: int(r[1]) for r in rows if len(r) == 2}
@@ -630,9 +632,9 @@ class ClickHouseShipper:
             if not keys:
                 continue
             rows = self.client.rows(
-                f"SELECT source_file, max(source_offset) FROM {self.names.qualified} WHERE module = {_literal(module)} "
-                f"AND source_host = {_literal(self._host)} AND source_file IN ("
-                + ", ".join(_literal(k) for k in keys) + ") GROUP BY source_file")
+                f"SELECT source_file, max(source_offset) FROM {self.names.qualified} WHERE module = {literal(module)} "
+                f"AND source_host = {literal(self._host)} AND source_file IN ("
+                + ", ".join(literal(k) for k in keys) + ") GROUP BY source_file")
             for key, last in ((r[0], int(r[1])) for r in rows if len(r) == 2):
                 end = self._line_end(positions, module, key, last)
                 positions.setdefault(module, {})[key] = {"offset": end}
@@ -696,20 +698,3 @@ class ClickHouseShipper:
             except Exception:  # noqa: BLE001 - reporting must not stop shipping
                 _log.debug("cannot record the shipping event", exc_info=True)
 
-
-def _as_number(value: Any) -> float | None:
-    """A timestamp as the query engine reads one (numbers, booleans, numeric strings)."""
-    cls = value.__class__
-    if cls is bool:
-        return 1.0 if value else 0.0
-    if cls is str:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _literal(value: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

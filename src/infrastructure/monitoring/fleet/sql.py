@@ -54,11 +54,12 @@ from ..query.plan import Figure, QueryPlan
 from ..query.spec import Condition
 from .schema import COLUMNS, CURRENT
 
-__all__ = ["Fields", "PlanSQL", "extra_modes", "literal", "profile_sql", "records_sql"]
+__all__ = ["Fields", "PlanSQL", "day_text", "extra_modes", "literal", "profile_sql", "records_sql"]
 
 _TYPED: Final[dict[str, str]] = {c.name: c.kind for c in COLUMNS if c.kind != "fixed"}
 """Fields with a column of their own: ``str``, ``int``, ``float`` or ``bool``."""
 _MAX_DAY: Final = 49_710
+"""2106-02-07: the last day both dialects' ``Date`` holds; later (or negative) timestamps are clamped."""
 _SPACE: Final = r"[\t\n\v\f\r ]"
 _TRUE_WORDS: Final = ("true", "t", "yes", "y", "1")
 _FALSE_WORDS: Final = ("false", "f", "no", "n", "0")
@@ -318,9 +319,13 @@ class Fields:
         raise ValueError(f"no SQL for the operator {c.op!r}")
 
 
+def day_text(day: int) -> str:
+    """The ``Date`` of the UTC day number ``day``, clamped to what both dialects' ``Date`` holds."""
+    return time.strftime("%Y-%m-%d", time.gmtime(min(max(day, 0), _MAX_DAY) * 86400))
+
+
 def _day(epoch: float) -> str:
-    day = min(max(math.floor(epoch / 86400), 0), _MAX_DAY)
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+    return day_text(math.floor(epoch / 86400))
 
 
 def _window(since: float | None, until: float | None) -> list[str]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exposition import Family, Labels, escape, label_text, labels_of, render
+from .._exposition import Family, Labels, labels_of, render
 from .engine import QueryResult, SkipReport
 from .source import LogSource
 from .spec import parse_agg
@@ -37,6 +37,8 @@ class Section:
     rows: list[dict[str, Any]]
     hidden: list[dict[str, Any]] = field(default_factory=list)
     """Per row, figures the exports use and the table does not show (the time of a latest value)."""
+    keys: list[str] = field(default_factory=list)
+    """The columns that name a row (what the section groups by); the others are its figures."""
 
 
 @dataclass
@@ -129,7 +131,7 @@ def build_report(parser: LogSource, *, since: float | None = None, until: float 
         if found:
             rows = [a.as_row() for a in found]
             report.sections.append(Section("anomalies", "Anomalies (latest windows against their baseline)",
-                                            list(rows[0]), rows))
+                                            list(rows[0]), rows, keys=["series", "kind", "window"]))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -159,7 +161,7 @@ def _section(parser: LogSource, spec: _Spec, since: float | None, until: float |
         return None
     table = [{c: r.get(c) for c in columns} for r in rows]
     extra = [{parse_agg(a).name: r.get(parse_agg(a).name) for a in hidden} for r in rows]
-    return Section(spec.name, spec.title, columns, table, extra)
+    return Section(spec.name, spec.title, columns, table, extra, [k for k in spec.group_by if k in columns])
 
 
 def _metrics_section(parser: LogSource, present: set[str], since: float | None, until: float | None,
@@ -200,7 +202,8 @@ def _metrics_section(parser: LogSource, present: set[str], since: float | None, 
              "p50_duration", "p95_duration", "p99_duration", "sum_duration"]
     columns = [c for c in names if any(r.get(c) is not None for r in rows)]
     table = [{c: r.get(c) for c in columns} for r in rows]
-    return Section("metrics", "Counters, gauges and timers by module and operation", columns, table, hidden)
+    return Section("metrics", "Counters, gauges and timers by module and operation", columns, table, hidden,
+                   ["module", "operation", "metric_type"])
 
 
 _UNPRICED = "count_cost_status_unknown_model"
@@ -217,7 +220,7 @@ def report_trends(parser: LogSource, report: Report, slices: int = 24
         if section.name not in _TRENDED:
             continue
         spec = specs[section.name]
-        keys = [k for k in spec.group_by if k in section.columns]
+        keys = section.keys
         first = parser.query(spec.module, operation=spec.operation, since=report.since, until=report.until,
                              aggs=["min:timestamp"], check_fields=False)
         since = first.rows[0]["min_timestamp"] if first.rows else None  # the span of the data, not the window
@@ -278,11 +281,6 @@ def report_csv(report: Report) -> str:
         for row in s.rows:
             writer.writerow({"section": s.name, **{k: ("" if v is None else v) for k, v in row.items()}})
     return out.getvalue()
-
-
-def label_value(value: Any) -> str:
-    """A value as a Prometheus label value: escaped, booleans as JSON spells them."""
-    return escape(label_text(value))
 
 
 class _Families:

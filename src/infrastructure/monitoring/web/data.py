@@ -40,7 +40,7 @@ _ZOOM: Final = 0.5
 _TOP_SERIES: Final = 8
 _SLOWEST: Final = 10
 
-# module -> (operation, the field a drill-down filters on, its duration field)
+# drill-down -> (module, the operation of its calls, the field it filters on, their duration field)
 _DRILL: Final = {"model": ("llm", "llm_call", "model", "response_time"),
                  "tool": ("tool", "tool_call", "tool_name", "duration")}
 
@@ -134,7 +134,7 @@ class _Scope:
 
     def where(self, module: str) -> list[Condition]:
         """The operation, plus the drill-down's filter when it is about this module."""
-        operation = "llm_call" if module == "llm" else "tool_call"
+        operation = next(op for drilled, op, _, _ in _DRILL.values() if drilled == module)
         conditions = [Condition("operation", "=", operation)]
         if self.drill is not None and _DRILL[self.drill][0] == module:
             conditions.append(Condition(_DRILL[self.drill][2], "=", self.value))
