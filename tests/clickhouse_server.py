@@ -28,11 +28,19 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CLUSTER", "SHIPPER_PASSWORD", "ClickHouseServer", "clickhouse", "clickhouse_binary", "fresh_clickhouse"]
+from .conftest import require
+
+__all__ = ["CLUSTER", "SHIPPER_PASSWORD", "ClickHouseServer", "clickhouse", "clickhouse_binary", "fresh_clickhouse",
+           "require_clickhouse"]
 
 CLUSTER = "two_shards"
 SHIPPER_PASSWORD = "s3cret-Shipper-pw"
 _CANDIDATES = ("/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server")
+
+
+def require_clickhouse() -> str:
+    """The server's path; fails the test when it is missing (``.ci/run`` installs it)."""
+    return require("clickhouse-server", *_CANDIDATES)
 
 
 def clickhouse_binary() -> str | None:
@@ -160,9 +168,7 @@ class ClickHouseServer:
 @pytest.fixture(scope="session")
 def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
     """One server for the session (tests use databases of their own)."""
-    binary = clickhouse_binary()
-    if binary is None:
-        pytest.skip("clickhouse-server is not installed (.ci/run installs Debian's clickhouse-server)")
+    binary = require_clickhouse()
     server = ClickHouseServer(tmp_path_factory.mktemp("clickhouse"), binary)
     server.start()
     try:
@@ -174,9 +180,7 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseS
 @pytest.fixture
 def fresh_clickhouse(tmp_path: Path) -> Iterator[ClickHouseServer]:
     """A server of this test's own, to kill and restart."""
-    binary = clickhouse_binary()
-    if binary is None:
-        pytest.skip("clickhouse-server is not installed (.ci/run installs Debian's clickhouse-server)")
+    binary = require_clickhouse()
     server = ClickHouseServer(tmp_path / "clickhouse", binary)
     server.start()
     try:

@@ -26,7 +26,7 @@ from infrastructure.monitoring.alerts import AlertEvaluator, alertmanager_alert,
 from infrastructure.monitoring.alerts.notifiers import notifier_name
 from infrastructure.monitoring.ops_config import AlertmanagerNotifier
 
-from .conftest import CaptureServer, append_records, read_records
+from .conftest import CaptureServer, append_records, read_records, require
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 DASHBOARD = "http://dashboard.example:9464"
@@ -96,8 +96,7 @@ def receiver(capture_server: Callable[..., CaptureServer]) -> CaptureServer:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, receiver: CaptureServer) -> Iterator[Alertmanager]:
-    if ALERTMANAGER is None:
-        pytest.skip("prometheus-alertmanager is not installed (.ci/run installs Debian's package)")
+    require("prometheus-alertmanager", "alertmanager")
     folder = tmp_path / "alertmanager"
     folder.mkdir()
     manager = Alertmanager(folder, receiver.url + "/am")
@@ -225,7 +224,7 @@ def test_fire_resend_and_resolve_in_alertmanager(make_factory: Any, log_dir: Pat
     paged = _notified(receiver, "firing")
     assert paged["alerts"][0]["labels"]["model"] == "big"
 
-    assert evaluator.evaluate().deliveries == []  # inside resend_interval: nothing sent
+    assert evaluator.evaluate(now=fired.at + 0.5).deliveries == []  # inside resend_interval: nothing sent
     time.sleep(1.05)
     resent = evaluator.evaluate()
     assert [d.ok for d in resent.deliveries] == [True]
@@ -340,8 +339,7 @@ def test_webhook_body_alert_posts_the_raw_alert(factory: Any, log_dir: Path,
 
 def test_a_webhook_that_answers_non_2xx_reports_its_reason(factory: Any, log_dir: Path) -> None:
     """A receiver's error text is kept in the delivery's error (a Slack body sent to Alertmanager: 400)."""
-    if ALERTMANAGER is None:
-        pytest.skip("prometheus-alertmanager is not installed")
+    require("prometheus-alertmanager", "alertmanager")
     folder = log_dir.parent / "am-webhook"
     folder.mkdir()
     manager = Alertmanager(folder, "http://127.0.0.1:9/unused")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from infrastructure.monitoring import _display
 from infrastructure.monitoring.cli import main
 
 from .conftest import append_records
@@ -180,9 +181,17 @@ NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?%?")
     ["traces", "--limit", "3"],
 ], ids=lambda c: c[0] if isinstance(c, list) else str(c))
 def test_tables_fit_the_terminal_and_numbers_stay_whole(run: Any, history: Path, columns: int,
-                                                       command: list[str]) -> None:
+                                                       command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """No line wider than the terminal, every token sum printed whole (``777,777``), no header broken
     inside a word, long model names whole or shortened with an ellipsis."""
+    titles: list[str] = []  # every column header the tables were given, whole
+    real_header = _display.header
+
+    def spy(column: str) -> str:
+        titles.append(real_header(column))
+        return titles[-1]
+
+    monkeypatch.setattr(_display, "header", spy)
     done = run(*command, "--log-dir", str(history), columns=columns)
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
@@ -199,6 +208,18 @@ def test_tables_fit_the_terminal_and_numbers_stay_whole(run: Any, history: Path,
         for word in line.split():
             assert not (len(word) > 2 and any(w.startswith(word) and w != word for w in header_words)
                         and line.strip() == word), line
+    # The header lines of each table (above its ─ rule, below its capitalised title or a blank line)
+    # hold only whole words of the column headers: a header wraps between words, never inside one.
+    whole_words = {word for title in titles for word in title.split()}
+    rules = [i for i, line in enumerate(lines) if line.startswith("─")]
+    assert bool(rules) == (command[0] != "traces"), done.stdout
+    for rule in rules:
+        top = rule
+        while top > 0 and lines[top - 1].strip() and not lines[top - 1][:1].isupper():
+            top -= 1
+            for word in lines[top].split():
+                assert word in whole_words, f"header word {word!r} is not a whole header word: {lines[top]!r}"
+        assert top < rule, f"no header above the rule: {lines[rule]!r}"
 
 
 def test_demo_output_fits_and_ends_with_next_steps(tmp_path: Path) -> None:

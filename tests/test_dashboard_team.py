@@ -31,8 +31,8 @@ from infrastructure.monitoring.cli import main
 from infrastructure.monitoring.web.data import bucket_for, dashboard_data
 from infrastructure.monitoring.web.server import DashboardServer
 
-from .cdp import CHROMIUM, Browser, Page
-from .conftest import append_records
+from .cdp import Browser, Page
+from .conftest import append_records, require
 
 TOKEN = "team-token-0123456789abcdef"
 NOW = time.time()
@@ -443,8 +443,7 @@ def test_event_streams_are_bounded_and_end_with_their_client(make_server: Callab
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+    require("chromium", "chromium-browser")
     chrome = Browser(tmp_path_factory.mktemp("chrome"))
     yield chrome
     chrome.close()

@@ -20,7 +20,7 @@ from infrastructure.monitoring import LightweightPerformanceMonitor, load_settin
 from infrastructure.monitoring._exposition import Family, format_value, labels_of, render
 from infrastructure.monitoring.exporters.prometheus import LiveMetrics
 
-from .conftest import append_records, read_records
+from .conftest import append_records, read_records, require
 from .test_prometheus_scrape import _promql, _until, prometheus, served  # noqa: F401 - the fixtures
 
 PROMTOOL = shutil.which("promtool")
@@ -29,9 +29,8 @@ NOW = 1_800_000_000.0
 
 def promtool_ok(text: str) -> None:
     """``promtool check metrics`` accepts ``text`` (format and lint)."""
-    if PROMTOOL is None:
-        pytest.skip("promtool is not installed (.ci/run installs Debian's prometheus package)")
-    checked = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    promtool = PROMTOOL or require("promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

@@ -30,14 +30,14 @@ from infrastructure.monitoring import FileSink, MetricsLogger
 from infrastructure.monitoring.config import CleanupSettings
 from infrastructure.monitoring.log_cleaner import LogCleaner
 
-folder, seconds = Path(sys.argv[1]), float(sys.argv[2])
+folder, stop = Path(sys.argv[1]), Path(sys.argv[2])  # writes until the test creates ``stop``
 rng = random.Random(11)
 llm = MetricsLogger("llm", FileSink(folder / "llm_metrics.log", max_bytes=48_000, backup_count=10_000))
 tool = MetricsLogger("tool", FileSink(folder / "tool_metrics.log", max_bytes=32_000, backup_count=10_000))
 cleaner = LogCleaner(CleanupSettings(retention_days=30, compress_after_days=0, log_patterns=("*.log", "*.log.*")),
                      folder, clock=lambda: time.time() + 30, backup_count=10_000)
-written, end, next_clean = 0, time.monotonic() + seconds, 0.0
-while time.monotonic() < end:
+written, next_clean = 0, 0.0
+while not stop.exists():
     for _ in range(20):
         llm.log_timer("llm_call", round(rng.random() * 3, 6), model=rng.choice(("gpt-4o", "claude")),
                       prompt_tokens=rng.randint(1, 3000), completion_tokens=rng.randint(0, 800),
@@ -84,13 +84,24 @@ def test_sigkilled_shipper_and_server_end_with_exactly_the_files_records(fresh_c
     config.write_text(f"clickhouse:\n  url: {fresh_clickhouse.url}\n  database: chaos\n  batch_rows: 300\n"
                       "  batch_seconds: 0.1\n  max_backoff: 0.5\n  timeout: 5\n")
     rng = random.Random(5)
-    app = subprocess.Popen([sys.executable, "-c", _APPLICATION, str(folder), "8"], stdout=subprocess.PIPE,
+    stop = tmp_path / "stop"
+    app = subprocess.Popen([sys.executable, "-c", _APPLICATION, str(folder), str(stop)], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     shipper = _start_shipper(config, folder)
     shipper_kills = server_kills = mid_batch = 0
     next_server_kill = time.monotonic() + rng.uniform(1.0, 2.0)
+    chaos_deadline = time.monotonic() + 120
+
+    def enough() -> bool:
+        """The application writes (and the kills go on) until every margin below is met."""
+        return (shipper_kills >= 8 and server_kills >= 3 and mid_batch >= 1
+                and len(list(folder.glob("*.gz"))) >= 3)
+
     try:
-        while app.poll() is None:
+        while not enough() and app.poll() is None:
+            assert time.monotonic() < chaos_deadline, (
+                f"after 120 s only {shipper_kills} shipper SIGKILLs ({mid_batch} with a batch in flight), "
+                f"{server_kills} server SIGKILLs, {len(list(folder.glob('*.gz')))} gzipped backups")
             if shipper_kills % 2:  # every other kill lands while a batch is in flight
                 deadline = time.monotonic() + 1.5
                 while not _in_flight(folder) and time.monotonic() < deadline:
@@ -112,9 +123,12 @@ def test_sigkilled_shipper_and_server_end_with_exactly_the_files_records(fresh_c
                 shipper = _start_shipper(config, folder)
         _kill(shipper)
     finally:
-        if app.poll() is None:
+        stop.touch()  # the application ends its round, closes its files and prints how many it wrote
+        try:
+            written_text, app_errors = app.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
             app.kill()
-        written_text, app_errors = app.communicate(timeout=30)
+            written_text, app_errors = app.communicate(timeout=30)
         if shipper.poll() is None:
             shipper.kill()
             shipper.communicate()

@@ -523,9 +523,6 @@ def test_dashboard_and_server_answer_from_the_cluster(fleet: Fleet, tmp_path: Pa
 # --------------------------------------------------------------------------- the current dialect
 
 
-chdb_session = pytest.importorskip("chdb.session", reason="chdb-core (the test extra) is not installed")
-
-
 class ChdbClient(ClickHouseClient):
     """The client answered by an embedded current ClickHouse: the same statements, no HTTP."""
 
@@ -565,6 +562,8 @@ def test_the_current_dialect_gives_the_local_answers_on_chdb(fleet: Fleet, tmp_p
     same questions get the files' answers."""
     folder = tmp_path / "host_a"
     shutil.copytree(fleet.host_a, folder, ignore=shutil.ignore_patterns(".*"))
+    from chdb import session as chdb_session  # chdb-core, in the test extra
+
     session = chdb_session.Session(str(tmp_path / "chdb"))
     try:
         client = ChdbClient(session)

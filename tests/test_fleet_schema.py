@@ -32,8 +32,6 @@ from .fleet_data import assert_table_holds_folder, write_llm_family, write_tool_
 
 __all__ = ["clickhouse"]
 
-chdb_session = pytest.importorskip("chdb.session", reason="chdb-core (the test extra) is not installed")
-
 
 class ChdbClient(ClickHouseClient):
     """The shipper's client, answered by an embedded current ClickHouse instead of HTTP."""
@@ -79,6 +77,8 @@ class ChdbServer:
 
 @pytest.fixture
 def chdb(tmp_path: Path) -> Iterator[Any]:
+    from chdb import session as chdb_session  # chdb-core, in the test extra
+
     session = chdb_session.Session(str(tmp_path / "chdb"))
     try:
         yield session

@@ -68,11 +68,9 @@ def compress_rotated(folder: Path) -> int:
 
 def test_the_test_server_starts_in_about_a_second(tmp_path: Path) -> None:
     """The Debian server starts on free ports with its data in a tmp folder, answers, and stops on SIGKILL."""
-    from .clickhouse_server import clickhouse_binary
+    from .clickhouse_server import require_clickhouse
 
-    binary = clickhouse_binary()
-    if binary is None:
-        pytest.skip("clickhouse-server is not installed")
+    binary = require_clickhouse()
     server = ClickHouseServer(tmp_path / "ch", binary)
     took = server.start()
     try:

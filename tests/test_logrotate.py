@@ -12,10 +12,16 @@ import pytest
 from infrastructure.monitoring import FileSink, MetricsLogger, PerformanceMonitorFactory
 
 from . import logrotate_run
-from .conftest import read_records
+from .conftest import read_records, require
 
-needs_logrotate = pytest.mark.skipif(logrotate_run.LOGROTATE is None,
-                                     reason="logrotate is not installed (.ci/run installs Debian's package)")
+
+@pytest.fixture
+def _logrotate() -> str:
+    """The real logrotate; a missing one fails the test (``.ci/run`` installs it)."""
+    return logrotate_run.LOGROTATE or require("logrotate", "/usr/sbin/logrotate", "/sbin/logrotate")
+
+
+needs_logrotate = pytest.mark.usefixtures("_logrotate")
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import append_records
-
-PROMETHEUS = shutil.which("prometheus")
+from .conftest import append_records, require
 
 
 def _free_port() -> int:
@@ -77,8 +74,7 @@ def served(log_dir: Path, tmp_path: Path) -> Any:
 
 @pytest.fixture
 def prometheus(served: int, tmp_path: Path) -> Any:
-    if PROMETHEUS is None:
-        pytest.skip("prometheus is not installed (.ci/run installs Debian's prometheus package)")
+    prometheus = require("prometheus")
     port = _free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(f"""
@@ -90,7 +86,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{served}"]
 """)
-    proc = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+    proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
                             env={**os.environ, "HOME": str(tmp_path)})

@@ -19,7 +19,7 @@ import pytest
 
 from infrastructure.monitoring import FileSink, MetricsLogger
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, require
 from .test_query import T0, write_timed_family
 
 EXE = str(Path(sys.executable).with_name("monitoring"))
@@ -163,9 +163,7 @@ def test_export_writes_a_file(tmp_path: Path, fmt: str) -> None:
     else:
         assert "# TYPE monitoring_llm_response_time_seconds summary" in text
         assert 'monitoring_llm_calls{provider="openai",model="gpt-4o"}' in text
-        promtool = shutil.which("promtool")
-        if promtool is None:
-            pytest.skip("promtool is not installed here (.ci/run installs Debian's prometheus package)")
+        promtool = require("promtool")
         checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
                                  check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -19,17 +19,16 @@ from infrastructure.monitoring import load_settings
 from infrastructure.monitoring.exporters.grafana import grafana_dashboard
 from infrastructure.monitoring.web.server import DashboardServer
 
-from .conftest import append_records
+from .conftest import append_records, require
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVIL = "<script>alert(1)</script>"
 
 
 def _chromium(url: str, user_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+    chromium = CHROMIUM or require("chromium", "chromium-browser")
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", f"--user-data-dir={user_dir}", "--window-size=1400,2000", *args, url],
         capture_output=True, text=True, timeout=120, check=False)
@@ -278,8 +277,7 @@ def test_the_live_page_follows_the_event_stream(server: DashboardServer, log_dir
     from the data pushed there."""
     from .cdp import Browser
 
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+    require("chromium", "chromium-browser")
     _logs(log_dir)
     browser = Browser(tmp_path / "chrome")
     try:
